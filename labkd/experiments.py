@@ -1,0 +1,143 @@
+"""Cached training: build a model, train it with :func:`labkd.train.fit`, remember the result.
+
+>>> teacher = train_model("hinton_teacher", data, TrainConfig(epochs=10, jitter=2))
+>>> student = train_model("hinton_student", data, TrainConfig(loss="distillation", temperature=20),
+...                       teacher=teacher)
+>>> student.final("test_acc"), student.cached
+
+The second call with the same arguments loads the weights and history from the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from labkd import cache
+from labkd.data import Data
+from labkd.losses import make_hint_regressor
+from labkd.models import BlockModel, build_model
+from labkd.train import TrainConfig, fit
+
+
+@dataclass
+class Trained:
+    """A trained model with its history. ``seconds`` is the time its training took (also when
+    it came from the cache); ``cached`` says whether this call loaded it."""
+
+    model: BlockModel
+    history: list[dict]
+    key: str
+    seconds: float
+    cached: bool
+    checkpoints: list[dict] = field(default_factory=list)
+    regressor: nn.Module | None = None
+
+    def final(self, metric: str = "test_acc") -> float:
+        return self.history[-1][metric]
+
+    def checkpoint_model(self, epoch: int) -> BlockModel:
+        """The model as it was after ``epoch`` (1-based); needs ``checkpoints=True`` in training."""
+        if not self.checkpoints:
+            raise ValueError("this model was trained without checkpoints; use TrainConfig(checkpoints=True)")
+        if not 1 <= epoch <= len(self.checkpoints):
+            raise ValueError(f"epoch must be in 1..{len(self.checkpoints)}, got {epoch}")
+        from labkd.models import rebuild
+
+        model = rebuild(self.model.spec)
+        model.load_state_dict(self.checkpoints[epoch - 1])
+        model.cache_key = f"{self.key}@{epoch}"
+        return model.eval()
+
+
+def model_identity(model: nn.Module | Trained) -> str:
+    """The cache key of a trained model, or a fingerprint of its weights."""
+    if isinstance(model, Trained):
+        return model.key
+    key = getattr(model, "cache_key", None)
+    if key:
+        return key
+    return cache.tensor_fingerprint(*[t.float() for t in model.state_dict().values()])
+
+
+def train_model(
+    arch: str,
+    data: Data,
+    config: TrainConfig = TrainConfig(),
+    *,
+    teacher: nn.Module | Trained | None = None,
+    teacher_logits: Tensor | None = None,
+    init: nn.Module | Trained | None = None,
+    use_cache: bool = True,
+    progress: bool | None = None,
+    label: str = "",
+    **model_options,
+) -> Trained:
+    """Build ``arch`` (seeded with ``config.seed``), train it, and cache the result.
+
+    Args:
+        arch: architecture or preset name (see :func:`labkd.models.build_model`).
+        teacher / teacher_logits: for the distillation losses (see :func:`labkd.train.fit`).
+        init: start from these weights instead of a fresh initialisation (FitNets stage 2,
+            specialists initialised from the generalist, born-again generations).
+        use_cache: look the result up first and store it afterwards.
+        label: a human description stored beside the cache entry (``labkd cache list``).
+        model_options: passed to the architecture (``hidden=(30, 30)``, ``channels=...``).
+    """
+    teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
+    init_model = init.model if isinstance(init, Trained) else init
+    model = build_model(arch, data.input_shape, data.num_classes, seed=config.seed, **model_options)
+    if init_model is not None:
+        model.load_state_dict(init_model.state_dict())
+    key = cache.make_key({
+        "model": model.spec,
+        "data": data.spec,
+        "train": config.to_dict(),
+        "teacher": None if teacher is None else model_identity(teacher),
+        "teacher_logits": None if teacher_logits is None else cache.tensor_fingerprint(teacher_logits),
+        "init": None if init is None else model_identity(init),
+    })
+    regressor = _hint_regressor(model, teacher_model, config)
+    entry = cache.load(key) if use_cache else None
+    if entry is not None:
+        try:
+            model.load_state_dict(entry["state_dict"])
+            if regressor is not None:
+                regressor.load_state_dict(entry["regressor"])
+        except (RuntimeError, KeyError) as error:  # shapes changed under the same key
+            import warnings
+            warnings.warn(f"cached model {key} does not fit ({error}); retraining", cache.CacheWarning, stacklevel=2)
+            entry = None
+    if entry is not None:
+        model.cache_key = key
+        return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True,
+                       list(entry.get("checkpoints", [])), regressor)
+
+    result = fit(model, data, config, teacher=teacher_model, teacher_logits=teacher_logits,
+                 regressor=regressor, progress=progress)
+    model.cache_key = key
+    trained = Trained(model, result.history, key, result.seconds, False, result.checkpoints, result.regressor)
+    if use_cache:
+        cache.save(key, {
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "history": result.history,
+            "seconds": result.seconds,
+            "checkpoints": result.checkpoints,
+            "regressor": None if regressor is None else {k: v.cpu() for k, v in regressor.state_dict().items()},
+        })
+        cache.write_description(key, label or f"{arch} {config.loss} seed={config.seed} on {data.name}")
+    return trained
+
+
+def _hint_regressor(model: BlockModel, teacher: nn.Module | None, config: TrainConfig) -> nn.Module | None:
+    if config.loss != "hint" or teacher is None:
+        return None
+    from labkd.models import check_feature_name
+
+    check_feature_name(model, config.guided_layer, "guided_layer")
+    check_feature_name(teacher, config.hint_layer, "hint_layer")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return make_hint_regressor(model.feature_shape(config.guided_layer), teacher.feature_shape(config.hint_layer))

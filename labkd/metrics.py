@@ -1,0 +1,105 @@
+"""Evaluation on in-memory splits: accuracy, errors, agreement, KL, calibration, entropy.
+
+Functions take logits (N, C) — get them with :func:`predict_logits` — so one forward pass
+serves every metric.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labkd.losses import check_logits, check_pair, check_targets, check_temperature
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tensor:
+    """Logits (N, C) of ``model`` on images x (N, ...) in eval mode; the mode is restored."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out).float() if out else torch.empty(0)
+
+
+def accuracy(logits: Tensor, targets: Tensor) -> float:
+    """Fraction of rows whose argmax is the target."""
+    check_targets(targets, check_logits(logits, "logits"))
+    return float((logits.argmax(1) == targets.to(logits.device)).float().mean())
+
+
+def error_count(logits: Tensor, targets: Tensor) -> int:
+    """Number of misclassified examples (Hinton et al. report MNIST results this way)."""
+    check_targets(targets, check_logits(logits, "logits"))
+    return int((logits.argmax(1) != targets.to(logits.device)).sum())
+
+
+def errors_per_class(logits: Tensor, targets: Tensor) -> Tensor:
+    """Misclassified examples of each true class, shape (C,)."""
+    check_targets(targets, check_logits(logits, "logits"))
+    wrong = logits.argmax(1) != targets.to(logits.device)
+    return torch.bincount(targets[wrong.cpu()].cpu(), minlength=logits.shape[1])
+
+
+def confusion_matrix(logits: Tensor, targets: Tensor) -> Tensor:
+    """(C, C) counts: row = true class, column = predicted class."""
+    check_targets(targets, check_logits(logits, "logits"))
+    c = logits.shape[1]
+    pairs = targets.cpu() * c + logits.argmax(1).cpu()
+    return torch.bincount(pairs, minlength=c * c).reshape(c, c)
+
+
+def agreement(logits_a: Tensor, logits_b: Tensor) -> float:
+    """Top-1 agreement: fraction of examples on which two models predict the same class."""
+    check_pair(logits_a, logits_b, ("logits_a", "logits_b"))
+    return float((logits_a.argmax(1) == logits_b.argmax(1)).float().mean())
+
+
+def mean_kl(teacher_logits: Tensor, student_logits: Tensor, temperature: float = 1.0) -> float:
+    """Mean KL(teacher_T || student_T) over examples (Stanton et al.'s fidelity measure)."""
+    check_pair(student_logits, teacher_logits)
+    t = check_temperature(temperature)
+    return float(F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                          reduction="batchmean", log_target=True))
+
+
+def predictive_entropy(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """Entropy in nats of softmax(logits/T) for each row, shape (N,)."""
+    check_logits(logits, "logits")
+    log_p = F.log_softmax(logits / check_temperature(temperature), dim=1)
+    return -(log_p.exp() * log_p).sum(1)
+
+
+def expected_calibration_error(logits: Tensor, targets: Tensor, n_bins: int = 15) -> float:
+    """ECE: the confidence-weighted gap between confidence and accuracy over ``n_bins`` equal bins."""
+    check_targets(targets, check_logits(logits, "logits"))
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    confidence, predicted = F.softmax(logits, 1).max(1)
+    correct = (predicted == targets.to(logits.device)).float()
+    bins = torch.clamp((confidence * n_bins).long(), max=n_bins - 1)
+    ece = torch.zeros((), dtype=torch.float64)
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.float().mean().double() * (confidence[mask].mean() - correct[mask].mean()).abs().double()
+    return float(ece)
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None) -> dict[str, float]:
+    """A dict of the usual metrics for one model on one split (plus fidelity if a teacher is given)."""
+    logits = predict_logits(model, x)
+    y = y.to(logits.device)
+    result = {
+        "accuracy": accuracy(logits, y),
+        "errors": error_count(logits, y),
+        "ece": expected_calibration_error(logits, y),
+        "entropy": float(predictive_entropy(logits).mean()),
+    }
+    if teacher_logits is not None:
+        teacher_logits = teacher_logits.to(logits.device)
+        result["agreement"] = agreement(logits, teacher_logits)
+        result["kl_teacher_student"] = mean_kl(teacher_logits, logits)
+    return result

@@ -1,0 +1,458 @@
+"""Run the course notebooks with papermill and write HTML reports plus an ``index.html``.
+
+>>> results = run_notebooks(discover_notebooks(), reports_dir(), fast=True)
+>>> write_index(results, reports_dir())
+
+For every notebook ``<stem>`` the output folder gets ``<stem>.ipynb`` (executed, with outputs),
+``<stem>.html`` (standalone; plotly figures stay interactive offline because plotly.js is
+embedded once per page) and, if the notebook records any, ``<stem>.results.json``: the runner
+points ``LABKD_RESULTS_FILE`` at that path while the notebook runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import html
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from labkd.paths import notebooks_dir
+
+#: The environment variable a notebook reads to know where to write its key results.
+RESULTS_ENV = "LABKD_RESULTS_FILE"
+PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+
+class NotebookNotFoundError(ValueError):
+    """A notebook named on the command line is not among the course notebooks."""
+
+
+@dataclass
+class RunResult:
+    """What happened to one notebook. Paths are absolute; ``None`` when not written."""
+
+    name: str
+    source: Path
+    status: str
+    duration: float
+    executed: Path | None = None
+    html: Path | None = None
+    results: dict[str, Any] | None = None
+    results_error: str | None = None
+    failed_cell: int | None = None
+    execution_count: int | None = None
+    error_name: str | None = None
+    error_value: str | None = None
+    html_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @property
+    def error(self) -> str | None:
+        """``"ename: evalue"`` of the failure, or None."""
+        if self.error_name is None:
+            return None
+        return f"{self.error_name}: {self.error_value}" if self.error_value else self.error_name
+
+    def describe(self) -> str:
+        """One line for the terminal, e.g. ``FAILED 02_x at cell 4 (In [3]): ValueError: ...``."""
+        if self.ok:
+            return f"ok      {self.name}  ({self.duration:.1f} s)"
+        where = ""
+        if self.failed_cell is not None:
+            where = f" at cell {self.failed_cell}"
+            if self.execution_count is not None:
+                where += f" (In [{self.execution_count}])"
+        return f"FAILED  {self.name}{where}: {self.error}  ({self.duration:.1f} s)"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("source", "executed", "html"):
+            data[key] = None if data[key] is None else str(data[key])
+        data["error"] = self.error
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing notebooks and parameters
+
+
+def discover_notebooks(folder: Path | None = None) -> list[Path]:
+    """The course notebooks, ``<folder>/[0-9]*.ipynb`` sorted (default: the repo's notebooks/)."""
+    folder = notebooks_dir() if folder is None else Path(folder)
+    return sorted(p for p in folder.glob("[0-9]*.ipynb") if p.is_file())
+
+
+def resolve_notebooks(names: Sequence[str], folder: Path | None = None) -> list[Path]:
+    """Turn paths or stems (``01_soft_targets``) into notebook paths; all when ``names`` is empty.
+
+    Raises ``NotebookNotFoundError`` naming the unknown entry and the notebooks available.
+    """
+    folder = notebooks_dir() if folder is None else Path(folder)
+    if not names:
+        found = discover_notebooks(folder)
+        if not found:
+            raise NotebookNotFoundError(f"no notebooks matching [0-9]*.ipynb in {folder}")
+        return found
+    paths = []
+    for name in names:
+        candidate = Path(name).expanduser()
+        if candidate.suffix == ".ipynb" and candidate.is_file():
+            paths.append(candidate.resolve())
+            continue
+        stem = candidate.name.removesuffix(".ipynb")
+        in_folder = folder / f"{stem}.ipynb"
+        if in_folder.is_file():
+            paths.append(in_folder.resolve())
+            continue
+        known = ", ".join(p.stem for p in discover_notebooks(folder)) or "none"
+        raise NotebookNotFoundError(
+            f"unknown notebook {name!r}: expected a path to an .ipynb file or a notebook name "
+            f"in {folder} (available: {known})"
+        )
+    return paths
+
+
+def parse_parameters(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` strings for papermill.
+
+    VALUE is read as a Python literal (``3``, ``0.5``, ``True``, ``[1, 2]``, ``'text'``), then
+    as JSON (``true``, ``null``), else kept as a plain string. Raises ``ValueError`` on bad syntax.
+    """
+    parameters: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(
+                f"--param {item!r}: expected KEY=VALUE with KEY a Python identifier, e.g. seed=1"
+            )
+        parameters[key] = _parse_value(raw.strip())
+    return parameters
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        pass
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def run_notebooks(
+    paths: Sequence[Path],
+    output_dir: Path,
+    fast: bool = False,
+    solutions: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+    kernel_name: str = "python3",
+    timeout: float | None = None,
+    progress: bool = True,
+) -> list[RunResult]:
+    """Execute each notebook (in order, each in its own folder) and export it to HTML.
+
+    Papermill gets ``fast`` and ``solutions`` plus ``parameters`` (which win on conflicts).
+    A failing notebook does not stop the others. ``timeout`` limits each cell, in seconds.
+    """
+    from tqdm.auto import tqdm
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    merged = {"fast": bool(fast), "solutions": bool(solutions), **dict(parameters or {})}
+    results = []
+    bar = tqdm(list(paths), desc="notebooks", unit="nb", disable=not progress)
+    for path in bar:
+        bar.set_postfix_str(Path(path).stem)
+        result = run_notebook(Path(path), output_dir, merged, kernel_name, timeout)
+        results.append(result)
+        if progress:
+            bar.write(result.describe())
+    bar.close()
+    return results
+
+
+def run_notebook(
+    path: Path,
+    output_dir: Path,
+    parameters: Mapping[str, Any] | None = None,
+    kernel_name: str = "python3",
+    timeout: float | None = None,
+) -> RunResult:
+    """Execute one notebook into ``output_dir`` and write its HTML; never raises for cell errors."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    path = Path(path).resolve()
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stem = path.stem
+    executed = output_dir / f"{stem}.ipynb"
+    results_file = output_dir / f"{stem}.results.json"
+    partial = output_dir / f".{stem}.partial.ipynb"
+    html_path = output_dir / f"{stem}.html"
+    for stale in (results_file, partial):  # never show the last run's numbers
+        stale.unlink(missing_ok=True)
+    result = RunResult(name=stem, source=path, status=STATUS_OK, duration=0.0)
+
+    start = time.perf_counter()
+    previous = os.environ.get(RESULTS_ENV)
+    os.environ[RESULTS_ENV] = str(results_file)
+    try:
+        papermill.execute_notebook(
+            str(path), str(partial), parameters=dict(parameters or {}), kernel_name=kernel_name,
+            cwd=str(path.parent), progress_bar=False, log_output=False, execution_timeout=timeout,
+        )
+    except PapermillExecutionError as error:
+        result.status = STATUS_FAILED
+        result.failed_cell = error.cell_index
+        result.execution_count = error.exec_count
+        result.error_name, result.error_value = error.ename, error.evalue
+    except Exception as error:  # kernel died, timeout, unreadable notebook, ...
+        result.status = STATUS_FAILED
+        result.error_name, result.error_value = type(error).__name__, str(error)
+    finally:
+        if previous is None:
+            os.environ.pop(RESULTS_ENV, None)
+        else:
+            os.environ[RESULTS_ENV] = previous
+        result.duration = time.perf_counter() - start
+
+    if partial.is_file():
+        os.replace(partial, executed)
+        result.executed = executed
+        try:
+            result.html = export_html(executed, html_path)
+        except Exception as error:  # the run's verdict stands; say why there is no HTML
+            result.html_error = f"{type(error).__name__}: {error}"
+            html_path.unlink(missing_ok=True)
+    else:  # nothing was executed: drop the previous run's copies rather than show them
+        executed.unlink(missing_ok=True)
+        html_path.unlink(missing_ok=True)
+    try:
+        result.results = read_results(results_file)
+    except ValueError as error:
+        result.results_error = str(error)
+    return result
+
+
+def read_results(path: Path) -> dict[str, Any] | None:
+    """The JSON object a notebook wrote to its results file; None when there is no file.
+
+    Raises ``ValueError`` when the file is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path.name} is not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} holds a {type(data).__name__}; expected a JSON object")
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+
+
+def export_html(notebook: Path, html_path: Path) -> Path:
+    """Write a standalone HTML page of an executed notebook (atomic) and return its path."""
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(prepare_for_html(nb))
+    atomic_write_text(Path(html_path), body)
+    return Path(html_path)
+
+
+def prepare_for_html(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose plotly outputs carry offline, interactive ``text/html``.
+
+    nbconvert does not render plotly's own mimetype, and plotly's notebook renderers load
+    plotly.js from a CDN. Here the first figure embeds plotly.js (hidden from require.js, which
+    the page template loads) and every figure draws into its own div.
+    """
+    nb = copy.deepcopy(nb)
+    embedded = False
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            figure = output.get("data", {}).get(PLOTLY_MIMETYPE)
+            if figure is None:
+                continue
+            snippet = _figure_html(figure)
+            if not embedded:
+                snippet = _plotlyjs_script() + snippet
+                embedded = True
+            output["data"]["text/html"] = snippet
+            del output["data"][PLOTLY_MIMETYPE]
+    return nb
+
+
+def _figure_html(figure: Mapping[str, Any]) -> str:
+    import plotly.io as pio
+
+    figure = dict(figure)
+    config = figure.pop("config", None)
+    return pio.to_html(
+        figure, config=config, include_plotlyjs=False, full_html=False, validate=False,
+        default_height="525px",
+    )
+
+
+def _plotlyjs_script() -> str:
+    from plotly.offline import get_plotlyjs
+
+    # plotly.js registers as an anonymous AMD module when require.js is on the page, which
+    # leaves window.Plotly undefined; hide `define` while it loads.
+    source = get_plotlyjs().replace("</script>", "<\\/script>")
+    return (
+        "<script>window.__labkdDefine = window.define; window.define = undefined;</script>\n"
+        f"<script type=\"text/javascript\">{source}</script>\n"
+        "<script>window.define = window.__labkdDefine;</script>\n"
+    )
+
+
+def write_index(results: Sequence[RunResult], output_dir: Path) -> Path:
+    """Write ``index.html`` (and ``index.json``) summarising a run; return the HTML path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "ok": sum(r.ok for r in results),
+        "failed": sum(not r.ok for r in results),
+        "notebooks": [r.to_json() for r in results],
+    }
+    atomic_write_text(output_dir / "index.json", json.dumps(summary, indent=2, default=str) + "\n")
+    page = output_dir / "index.html"
+    atomic_write_text(page, render_index(results, output_dir))
+    return page
+
+
+def render_index(results: Sequence[RunResult], output_dir: Path) -> str:
+    """The HTML of the index page; links are relative to ``output_dir``."""
+    rows = "\n".join(_index_row(r, Path(output_dir)) for r in results)
+    failed = sum(not r.ok for r in results)
+    headline = f"{len(results) - failed} ok, {failed} failed" if results else "no notebooks were run"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>labkd reports</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: .35rem .6rem; text-align: left; vertical-align: top; }}
+th {{ background: #f3f3f3; }}
+.ok {{ color: #17702a; font-weight: bold; }}
+.failed {{ color: #b3261e; font-weight: bold; }}
+table.results td, table.results th {{ border: none; padding: 0 .6rem 0 0; background: none; }}
+.error {{ font-family: monospace; white-space: pre-wrap; max-width: 40rem; }}
+</style>
+</head>
+<body>
+<h1>labkd reports</h1>
+<p>{html.escape(headline)} &middot; written {html.escape(stamp)}</p>
+<table class="runs">
+<thead><tr><th>notebook</th><th>status</th><th>duration (s)</th><th>files</th><th>results</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+</body>
+</html>
+"""
+
+
+def _index_row(result: RunResult, output_dir: Path) -> str:
+    links = []
+    for label, target in (("HTML", result.html), ("ipynb", result.executed)):
+        if target is not None:
+            links.append(f'<a href="{html.escape(_relative(target, output_dir))}">{label}</a>')
+    status = f'<span class="{html.escape(result.status)}">{html.escape(result.status)}</span>'
+    if not result.ok:
+        where = "" if result.failed_cell is None else f"cell {result.failed_cell}: "
+        status += f'<div class="error">{html.escape(where + (result.error or ""))}</div>'
+    if result.html_error:
+        status += f'<div class="error">no HTML: {html.escape(result.html_error)}</div>'
+    return (
+        f"<tr><td>{html.escape(result.name)}</td><td>{status}</td>"
+        f"<td>{result.duration:.1f}</td><td>{' &middot; '.join(links) or '&ndash;'}</td>"
+        f"<td>{_results_html(result)}</td></tr>"
+    )
+
+
+def _results_html(result: RunResult) -> str:
+    if result.results_error:
+        return f'<span class="error">{html.escape(result.results_error)}</span>'
+    if not result.results:
+        return "&ndash;"
+    rows = "".join(
+        f"<tr><th>{html.escape(key)}</th><td>{html.escape(_format_value(value))}</td></tr>"
+        for key, value in flatten_results(result.results).items()
+    )
+    return f'<table class="results">{rows}</table>'
+
+
+def flatten_results(results: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become dotted keys: ``{"kd": {"acc": 0.9}}`` -> ``{"kd.acc": 0.9}``."""
+    flat: dict[str, Any] = {}
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_results(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _relative(target: Path, base: Path) -> str:
+    try:
+        return Path(target).resolve().relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return Path(target).resolve().as_uri()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

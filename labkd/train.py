@@ -1,0 +1,303 @@
+"""One training loop for every method: labels only, distillation, logit matching, FitNets hints.
+
+The method is chosen by ``TrainConfig.loss``; the loop does not change:
+
+>>> teacher = build_model("hinton_teacher", seed=0)
+>>> fit(teacher, data, TrainConfig(epochs=10, jitter=2))
+>>> student = build_model("hinton_student", seed=0)
+>>> fit(student, data, TrainConfig(loss="distillation", temperature=20, alpha=0.9), teacher=teacher)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labkd import losses
+from labkd.data import Data, batches
+from labkd.metrics import predict_logits
+from labkd.models import check_feature_name
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "step")
+#: Objectives ``fit`` understands: which losses need a teacher, which need labels.
+OBJECTIVES = {
+    "cross_entropy": {"teacher": False},
+    "distillation": {"teacher": True},
+    "soft_target": {"teacher": True},
+    "logit_matching": {"teacher": True},
+    "hint": {"teacher": True},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (the model cache hashes it).
+
+    ``loss``: one of :data:`OBJECTIVES`. ``temperature``, ``alpha`` and ``scale_by_t2`` are used by
+    ``distillation``/``soft_target``; ``hint_layer`` (teacher) and ``guided_layer`` (student) by
+    ``hint``. ``jitter`` shifts training images by up to that many pixels. ``checkpoints`` keeps a
+    copy of the weights after every epoch.
+    """
+
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    jitter: int = 0
+    loss: str = "cross_entropy"
+    temperature: float = 4.0
+    alpha: float = 0.9
+    scale_by_t2: bool = True
+    hint_layer: str | None = None
+    guided_layer: str | None = None
+    seed: int = 0
+    checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        _positive_int(self.epochs, "epochs")
+        _positive_int(self.batch_size, "batch_size")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is unknown; expected one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r} is unknown; expected one of {SCHEDULES}")
+        if self.loss not in OBJECTIVES:
+            raise ValueError(f"loss={self.loss!r} is unknown; expected one of {tuple(OBJECTIVES)}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, int) or self.jitter < 0:
+            raise ValueError(f"jitter must be a non-negative integer (pixels), got {self.jitter!r}")
+        losses.check_temperature(self.temperature)
+        losses.check_alpha(self.alpha)
+        if self.loss == "hint" and (self.hint_layer is None or self.guided_layer is None):
+            raise ValueError("loss='hint' needs hint_layer (a teacher layer) and guided_layer (a student layer)")
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed: ``config.replace(temperature=8)``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _positive_int(value: int, argument: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model, per-epoch history, optional checkpoints."""
+
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)
+    checkpoints: list[dict] = field(default_factory=list)
+    regressor: nn.Module | None = None
+    seconds: float = 0.0
+
+    def final(self, key: str) -> float:
+        """The last epoch's value of ``key`` (e.g. ``"test_acc"``)."""
+        return self.history[-1][key]
+
+
+def default_device() -> torch.device:
+    """CUDA when present (set ``LABKD_DEVICE=cpu`` to force the CPU), else the CPU."""
+    wanted = os.environ.get("LABKD_DEVICE", "").strip()
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def show_progress() -> bool:
+    """Progress bars are on unless ``LABKD_PROGRESS=0`` (the tests set it)."""
+    return os.environ.get("LABKD_PROGRESS", "1") != "0"
+
+
+def fit(
+    model: nn.Module,
+    data: Data,
+    config: TrainConfig,
+    teacher: nn.Module | None = None,
+    teacher_logits: Tensor | None = None,
+    regressor: nn.Module | None = None,
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train ``model`` in place on ``data.train``; evaluate on val and test after each epoch.
+
+    Args:
+        teacher: a fixed teacher (kept in eval mode, no gradients) for the distillation losses.
+        teacher_logits: instead of a teacher, its logits on ``data.train`` (N_train, C), e.g.
+            an ensemble's (:func:`labkd.losses.ensemble_logits`) or a bias-shifted teacher's.
+        regressor: for ``loss="hint"``, the FitNets regressor (built to match shapes if None).
+        on_epoch: called with each epoch's history row (for live plots).
+    Returns a :class:`FitResult`; the same seed gives the same numbers on the CPU.
+    """
+    needs_teacher = OBJECTIVES[config.loss]["teacher"]
+    if needs_teacher and teacher is None and teacher_logits is None:
+        raise ValueError(f"loss={config.loss!r} needs a teacher (or teacher_logits)")
+    if config.loss == "hint" and teacher is None:
+        raise ValueError("loss='hint' needs the teacher model itself (its hint-layer features)")
+    if teacher_logits is not None and teacher_logits.shape != (len(data.train), data.num_classes):
+        raise ValueError(f"teacher_logits must have shape ({len(data.train)}, {data.num_classes}) "
+                         f"(one row per training image), got {tuple(teacher_logits.shape)}")
+    device = torch.device(device) if device is not None else default_device()
+    data = data.to(device) if data.device != device else data
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+
+    params = list(model.parameters())
+    if config.loss == "hint":
+        check_feature_name(model, config.guided_layer, "guided_layer")
+        check_feature_name(teacher, config.hint_layer, "hint_layer")
+        if regressor is None:
+            regressor = losses.make_hint_regressor(
+                model.feature_shape(config.guided_layer), teacher.feature_shape(config.hint_layer))
+        regressor.to(device)
+        params += list(regressor.parameters())
+
+    # A fixed teacher on un-augmented inputs gives the same logits every epoch: compute them once.
+    if teacher_logits is None and teacher is not None and config.jitter == 0 and config.loss != "hint":
+        teacher_logits = predict_logits(teacher, data.train.x)
+    if teacher_logits is not None:
+        teacher_logits = teacher_logits.to(device)
+    objective = _objective(config)
+
+    result = FitResult(model=model, regressor=regressor)
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    show = show_progress() if progress is None else progress
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        optimizer = _optimizer(params, config)
+        scheduler = _scheduler(optimizer, config, steps_per_epoch)
+        bar = _progress_bar(config.epochs, show)
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            if regressor is not None:
+                regressor.train()
+            total_loss = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            for x, y, idx in batches(data.train, config.batch_size, generator=generator,
+                                     jitter=config.jitter, background=data.background):
+                t_logits = None
+                t_features = None
+                if config.loss == "hint":
+                    with torch.no_grad():
+                        _, feats = teacher.forward_features(x, upto=config.hint_layer)
+                        t_features = feats[config.hint_layer]
+                    _, s_feats = model.forward_features(x, upto=config.guided_layer)
+                    loss = objective(regressor(s_feats[config.guided_layer]), t_features, y)
+                else:
+                    logits = model(x)
+                    if teacher_logits is not None:
+                        t_logits = teacher_logits[idx]
+                    elif teacher is not None:
+                        with torch.no_grad():
+                            t_logits = teacher(x)
+                    loss = objective(logits, t_logits, y)
+                    correct += (logits.detach().argmax(1) == y).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                total_loss += loss.detach() * len(y)
+            row = {
+                "epoch": epoch,
+                "loss": float(total_loss) / len(data.train),
+                "train_acc": float(correct) / len(data.train) if config.loss != "hint" else float("nan"),
+                **_evaluate(model, data),
+                "seconds": time.perf_counter() - start,
+            }
+            result.history.append(row)
+            if config.checkpoints:
+                result.checkpoints.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            if on_epoch is not None:
+                on_epoch(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{row['val_acc']:.4f}")
+            bar.update(1)
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    model.eval()
+    return result
+
+
+def _evaluate(model: nn.Module, data: Data) -> dict[str, float]:
+    row = {}
+    for name, split in (("val", data.val), ("test", data.test)):
+        logits = predict_logits(model, split.x)
+        row[f"{name}_acc"] = float((logits.argmax(1) == split.y).float().mean())
+    return row
+
+
+def _objective(config: TrainConfig) -> Callable[[Tensor, Tensor | None, Tensor], Tensor]:
+    t, a = config.temperature, config.alpha
+    if config.loss == "cross_entropy":
+        return lambda s, _t, y: F.cross_entropy(s, y)
+    if config.loss == "distillation":
+        if not config.scale_by_t2:
+            return lambda s, tl, y: a * losses.soft_target_loss(s, tl, t, scale_by_t2=False) + (1 - a) * F.cross_entropy(s, y)
+        return lambda s, tl, y: losses.distillation_loss(s, tl, y, t, a)
+    if config.loss == "soft_target":
+        return lambda s, tl, _y: losses.soft_target_loss(s, tl, t, scale_by_t2=config.scale_by_t2)
+    if config.loss == "logit_matching":
+        return lambda s, tl, _y: losses.logit_matching_loss(s, tl)
+    return lambda s, tl, y: losses.hint_loss(s, tl)  # "hint": called with (regressed, hint, None)
+
+
+def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                           nesterov=config.momentum > 0)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "cosine":
+        factor = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
+    elif config.schedule == "step":
+        factor = lambda step: 0.1 ** ((step >= total // 2) + (step >= 3 * total // 4))  # noqa: E731
+    else:
+        factor = lambda step: 1.0  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, **kwargs) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, show: bool):
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="epochs", unit="epoch", leave=False)
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    """A deep copy (weights, spec and all) for branching experiments."""
+    return copy.deepcopy(model)

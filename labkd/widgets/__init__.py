@@ -1,0 +1,36 @@
+"""Interactive panels: ipywidgets controls driving a plotly ``FigureWidget`` in place.
+
+Every panel is a small class whose callbacks are plain methods (``update``, ``on_...``) that the
+tests call without a browser; ``panel.widget`` is what the notebook displays, and
+``panel.figure`` the ``FigureWidget``. Panels that only recompute must update in well under
+50 ms (``labkd bench`` times them); panels that retrain sit behind a button and use the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import plotly.graph_objects as go
+
+
+class Panel:
+    """Base class: keeps the last callback's duration in ``last_update_ms``."""
+
+    widget = None
+    figure: go.FigureWidget
+
+    def timed(self, callback: Callable[..., None], *args, **kwargs) -> None:
+        start = time.perf_counter()
+        callback(*args, **kwargs)
+        self.last_update_ms = (time.perf_counter() - start) * 1000
+
+    def _ipython_display_(self) -> None:  # display(panel) shows its widget
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def figure_widget(figure: go.Figure | None = None) -> go.FigureWidget:
+    """A ``FigureWidget`` (needs the ``anywidget`` package, a labkd dependency)."""
+    return go.FigureWidget(figure)

@@ -1,0 +1,92 @@
+"""Shared test setup: where the data is, and temporary folders so tests never write to home.
+
+- ``LABKD_DATA``: if unset, ``<repo>/../shared/data`` when that folder exists.
+- ``LABKD_CACHE``: if unset, one temporary folder for the whole session, so notebooks executed
+  in this run share trained models but nothing lands in ``~/.cache``.
+- ``IPYTHONDIR`` and ``JUPYTER_RUNTIME_DIR``: if unset, temporary folders too; every kernel the
+  tests start would otherwise create ``~/.ipython`` and connection files under ``~/.local``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+_created: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get("LABKD_DATA") and SHARED_DATA.is_dir():
+        os.environ["LABKD_DATA"] = str(SHARED_DATA.resolve())
+    for variable, prefix in (
+        ("LABKD_CACHE", "labkd-cache-"),
+        ("IPYTHONDIR", "labkd-ipython-"),
+        ("JUPYTER_RUNTIME_DIR", "labkd-jupyter-runtime-"),
+    ):
+        if not os.environ.get(variable):
+            folder = tempfile.mkdtemp(prefix=prefix)
+            _created.append(folder)
+            os.environ[variable] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _created:
+        shutil.rmtree(_created.pop(), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root folder (the one holding pyproject.toml)."""
+    return REPO_ROOT
+
+
+PARAMETERS_SOURCE = "fast = False\nseed = 0\nsolutions = False"
+
+GOOD_CELLS = [
+    "import json, os, sys",
+    # writes what the kernel saw, so tests can check parameters, the kernel and the env var
+    "results = {'fast': fast, 'seed': seed, 'solutions': solutions, 'prefix': sys.prefix,\n"
+    "           'accuracy': 0.987654321, 'student': {'params': 1234}}\n"
+    "with open(os.environ['LABKD_RESULTS_FILE'], 'w') as f:\n"
+    "    json.dump(results, f)",
+    "import plotly.graph_objects as go\n"
+    "go.Figure(go.Bar(x=['teacher', 'student'], y=[0.99, 0.97])).show()",
+]
+
+BAD_CELLS = [
+    "x = 1",
+    "print('before the error')",
+    "raise ValueError('boom: the student diverged')",
+    "print('never reached')",
+]
+
+
+def write_notebook(path: Path, cells: list[str], parameters: str | None = PARAMETERS_SOURCE) -> Path:
+    """Write a small notebook: an optional ``parameters``-tagged cell, then one code cell each."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if parameters is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    nb.cells.extend(nbformat.v4.new_code_cell(source) for source in cells)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture
+def course(tmp_path: Path) -> Path:
+    """A notebooks folder with ``01_good.ipynb`` (records results, draws a plotly figure)
+    and ``02_bad.ipynb`` (raises in its fourth code cell)."""
+    folder = tmp_path / "notebooks"
+    write_notebook(folder / "01_good.ipynb", GOOD_CELLS)
+    write_notebook(folder / "02_bad.ipynb", BAD_CELLS)
+    return folder
