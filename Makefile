@@ -31,7 +31,7 @@ lab: install ## start JupyterLab on notebooks/ (e.g. make lab LAB_ARGS=--no-brow
 	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 test: install ## unit and notebook tests (fast mode); not the browser tests
-	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not browser" --durations=10 $(PYTEST_ARGS)
 
 test-browser: install ## browser tests only (headless Chromium; needs a browser for playwright)
 	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)

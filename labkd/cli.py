@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,8 +134,6 @@ def _data_root(root: Path | None, create: bool) -> Path:
 
 
 def _env(name: str) -> str:
-    import os
-
     return os.environ.get(name, "").strip()
 
 
@@ -220,7 +219,7 @@ def _optional_module(name: str, what: str) -> Any:
         return None
 
 
-def _cache_folder() -> Path | str:
+def _cache_folder() -> Path:
     from labkd.paths import cache_dir
 
     return cache_dir()

@@ -41,7 +41,12 @@ class NotebookNotFoundError(ValueError):
 
 @dataclass
 class RunResult:
-    """What happened to one notebook. Paths are absolute; ``None`` when not written."""
+    """What happened to one notebook. Paths are absolute; ``None`` when not written.
+
+    For a cell error, ``failed_cell`` is papermill's 0-based index of the cell in the executed
+    notebook (which counts papermill's injected-parameters cell) and ``execution_count`` the
+    ``In [n]`` number shown beside it in the HTML.
+    """
 
     name: str
     source: Path

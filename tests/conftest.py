@@ -56,6 +56,7 @@ GOOD_CELLS = [
     "           'accuracy': 0.987654321, 'student': {'params': 1234}}\n"
     "with open(os.environ['LABKD_RESULTS_FILE'], 'w') as f:\n"
     "    json.dump(results, f)",
+    "from labkd.results import record\nrecord(recorded_via_labkd=42)",  # merges into the file
     "import plotly.graph_objects as go\n"
     "go.Figure(go.Bar(x=['teacher', 'student'], y=[0.99, 0.97])).show()",
 ]

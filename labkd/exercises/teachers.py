@@ -1,0 +1,169 @@
+"""Exercises of lessons 04 (teacher size) and 05 (early-stopped teachers).
+
+- ``mlp_num_parameters(input_size, hidden, num_classes)``: how big is a teacher? (lesson 04)
+- ``calibration_error(probs, targets, n_bins)``: expected calibration error from probabilities (lesson 05)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from labkd.exercises import ExerciseFailed, exercise
+
+# --------------------------------------------------------------------------------------------
+# Lesson 04: counting parameters
+
+
+def mlp_num_parameters(input_size: int, hidden: Sequence[int], num_classes: int) -> int:
+    """Reference: each fully connected layer fan_in -> fan_out has fan_in * fan_out weights and
+    fan_out biases; sum over the layers input -> hidden[0] -> ... -> hidden[-1] -> classes."""
+    sizes = [input_size, *hidden, num_classes]
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def _no_biases(input_size: int, hidden: Sequence[int], num_classes: int) -> int:
+    sizes = [input_size, *hidden, num_classes]
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def _no_output_layer(input_size: int, hidden: Sequence[int], num_classes: int) -> int:
+    sizes = [input_size, *hidden]
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def _first_hidden_only(input_size: int, hidden: Sequence[int], num_classes: int) -> int:
+    return (input_size + 1) * hidden[0] + (hidden[0] + 1) * num_classes
+
+
+@exercise("mlp_num_parameters", "Exercise: how many parameters does a teacher have?", mlp_num_parameters,
+          wrong_answers=(_no_biases, _no_output_layer, _first_hidden_only))
+def check_mlp_num_parameters(candidate) -> None:
+    cases = [(784, (30, 30), 10), (64, (8, 4, 6), 3), (784, (1200, 1200), 10)]
+    for args in cases:
+        got = candidate(*args)
+        if isinstance(got, Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != int(got):
+            raise ExerciseFailed(f"return a whole number (an int); for {args} you returned {got!r}.")
+        want = mlp_num_parameters(*args)
+        if int(got) == want:
+            continue
+        name = f"mlp_num_parameters{args}"
+        if int(got) == _no_biases(*args):
+            raise ExerciseFailed(f"{name} should be {want:,}; you returned {int(got):,}, which leaves out the biases: "
+                                 f"every layer also has one bias per output unit, (fan_in + 1) * fan_out in all.")
+        if int(got) == _no_output_layer(*args):
+            raise ExerciseFailed(f"{name} should be {want:,}; you returned {int(got):,}: count the last layer too, "
+                                 f"from the last hidden layer to the {args[2]} classes.")
+        if int(got) == _first_hidden_only(*args):
+            raise ExerciseFailed(f"{name} should be {want:,}; you returned {int(got):,}: use every hidden layer in "
+                                 f"`hidden`, not only the first.")
+        raise ExerciseFailed(f"{name} should be {want:,}, you returned {int(got):,}. List the layer sizes "
+                             f"[input_size, *hidden, num_classes] and add (fan_in + 1) * fan_out for each pair of "
+                             f"neighbours.")
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 05: expected calibration error
+
+
+def calibration_error(probs: Tensor, targets: Tensor, n_bins: int = 10) -> float:
+    r"""Reference ECE (Guo et al. 2017): group examples into ``n_bins`` equal-width bins of
+    confidence (the top-class probability), then
+    :math:`\sum_b \frac{|B_b|}{N}\,|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)|`.
+    probs (N, C) rows summing to 1, targets (N,) class ids. Bin b holds confidences in
+    [b/n_bins, (b+1)/n_bins); a confidence of exactly 1 goes into the last bin."""
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == targets).float()
+    bins = torch.clamp((confidence * n_bins).long(), max=n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += float(mask.float().mean()) * abs(float(confidence[mask].mean()) - float(correct[mask].mean()))
+    return ece
+
+
+def _unweighted(probs: Tensor, targets: Tensor, n_bins: int = 10) -> float:
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == targets).float()
+    bins = torch.clamp((confidence * n_bins).long(), max=n_bins - 1)
+    gaps = [abs(float(confidence[bins == b].mean()) - float(correct[bins == b].mean()))
+            for b in range(n_bins) if (bins == b).any()]
+    return sum(gaps) / len(gaps)
+
+
+def _signed(probs: Tensor, targets: Tensor, n_bins: int = 10) -> float:
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == targets).float()
+    bins = torch.clamp((confidence * n_bins).long(), max=n_bins - 1)
+    return sum(float((bins == b).float().mean()) * (float(confidence[bins == b].mean()) - float(correct[bins == b].mean()))
+               for b in range(n_bins) if (bins == b).any())
+
+
+def _one_bin(probs: Tensor, targets: Tensor, n_bins: int = 10) -> float:
+    confidence, predicted = probs.max(dim=1)
+    return abs(float(confidence.mean()) - float((predicted == targets).float().mean()))
+
+
+def _true_class_probability(probs: Tensor, targets: Tensor, n_bins: int = 10) -> float:
+    confidence = probs.gather(1, targets[:, None]).squeeze(1)
+    correct = (probs.argmax(1) == targets).float()
+    bins = torch.clamp((confidence * n_bins).long(), max=n_bins - 1)
+    return sum(float((bins == b).float().mean()) * abs(float(confidence[bins == b].mean()) - float(correct[bins == b].mean()))
+               for b in range(n_bins) if (bins == b).any())
+
+
+def _examples(groups: Sequence[tuple[float, int, int]]) -> tuple[Tensor, Tensor]:
+    """Rows of 3-class probabilities: for each (confidence, n_correct, n_wrong) group, the top
+    class 0 gets ``confidence``; correct rows have target 0, wrong rows target 1."""
+    probs, targets = [], []
+    for p, n_right, n_wrong in groups:
+        row = [p, (1 - p) * 0.6, (1 - p) * 0.4]
+        probs += [row] * (n_right + n_wrong)
+        targets += [0] * n_right + [1] * n_wrong
+    return torch.tensor(probs, dtype=torch.float64), torch.tensor(targets)
+
+
+#: Test sets: over- and under-confidence that cancel; bins of unequal size and gap.
+CALIBRATION_CASES = (
+    ("an over-confident and an under-confident half", [(0.95, 3, 1), (0.55, 4, 0)], 10),
+    ("a big, nearly calibrated bin and a small, badly calibrated one", [(0.95, 6, 0), (0.65, 0, 2)], 10),
+    ("the same examples with a single bin", [(0.95, 6, 0), (0.65, 0, 2)], 1),
+)
+
+
+@exercise("calibration_error", "Exercise: expected calibration error", calibration_error,
+          wrong_answers=(_unweighted, _signed, _one_bin, _true_class_probability))
+def check_calibration_error(candidate) -> None:
+    for description, groups, n_bins in CALIBRATION_CASES:
+        probs, targets = _examples(groups)
+        got = candidate(probs, targets, n_bins)
+        if isinstance(got, Tensor):
+            if got.numel() != 1:
+                raise ExerciseFailed(f"return one number, not a tensor of shape {tuple(got.shape)}.")
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            raise ExerciseFailed(f"return one number (a float), got {type(got).__name__}.")
+        want = calibration_error(probs, targets, n_bins)
+        if abs(got - want) < 1e-6:
+            continue
+        where = f"On {description} (n_bins={n_bins}) the ECE is {want:.4f}; you returned {got:.4f}."
+        if n_bins > 1 and abs(got - _signed(probs, targets, n_bins)) < 1e-6:
+            raise ExerciseFailed(f"{where} Over-confidence in one bin and under-confidence in another cancelled "
+                                 f"out: take the absolute gap |accuracy - confidence| in each bin.")
+        if n_bins > 1 and abs(got - _one_bin(probs, targets, n_bins)) < 1e-6:
+            raise ExerciseFailed(f"{where} You compared the overall confidence with the overall accuracy; compare "
+                                 f"them bin by bin (examples grouped by their confidence), then combine the bins.")
+        if abs(got - _unweighted(probs, targets, n_bins)) < 1e-6:
+            raise ExerciseFailed(f"{where} Each bin's gap must be weighted by the fraction of examples in it "
+                                 f"(|B_b| / N), not averaged over the bins equally.")
+        if abs(got - _true_class_probability(probs, targets, n_bins)) < 1e-6:
+            raise ExerciseFailed(f"{where} The confidence is the probability of the *predicted* (top) class, "
+                                 f"probs.max(dim=1), not the probability given to the true label.")
+        raise ExerciseFailed(f"{where} Steps: confidence, prediction = probs.max(dim=1); bin = "
+                             f"min(int(confidence * n_bins), n_bins - 1); add (bin size / N) * |mean confidence - "
+                             f"accuracy| over the non-empty bins.")

@@ -1,0 +1,450 @@
+r"""FitNets: train a thin, deep student with a hint from the teacher's middle layer.
+
+Romero et al. (2015), "FitNets: Hints for Thin Deep Nets", https://arxiv.org/abs/1412.6550 .
+Training has two stages:
+
+1. **Hints.** The student's layers up to its *guided* layer :math:`v_g`, plus a small
+   *regressor* :math:`r`, learn to predict the teacher's *hint* layer :math:`u_h`:
+
+   .. math::
+       \mathcal{L}_{HT}(W_{guided}, W_r) = \tfrac12 \,\| u_h(x) - r(v_g(x)) \|^2
+
+   (labkd uses the mean squared error, i.e. without the :math:`\tfrac12` and averaged over the
+   elements). The regressor is thrown away afterwards.
+2. **Distillation.** The whole student, starting from the stage-1 weights, is trained with the
+   usual distillation loss (:func:`labkd.losses.distillation_loss`).
+
+>>> teacher = train_teacher(data, fast=True)
+>>> fitnet = train_fitnet(data, teacher, config=lesson_config(fast=True))
+>>> fitnet.stage2.final("test_acc"), fitnet.seconds
+>>> rows = compare_methods(data, teacher, seeds=[0, 1, 2], config=lesson_config(fast=False))
+>>> summarize(rows)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import Tensor, nn
+
+from labkd import losses
+from labkd.data import Data
+from labkd.experiments import Trained, train_model
+from labkd.models import BlockModel, build_model, check_feature_name, num_parameters, rebuild
+from labkd.plots import mean_std
+from labkd.train import TrainConfig
+
+#: The lesson's default hint (a teacher layer) and guided layer (a student layer). Both give
+#: 14x14 maps, so the regressor is a 1x1 convolution, as in the paper.
+HINT_LAYER = "conv1"
+GUIDED_LAYER = "conv3"
+TEACHER = "fitnet_teacher"
+STUDENT = "fitnet_student"
+METHODS = ("scratch", "KD", "hints + KD")
+
+#: Numbers reported by Romero et al. (2015), for comparison in the lesson.
+PAPER_RESULTS: list[dict] = [
+    {"dataset": "CIFAR-10", "model": "teacher (maxout CNN, 5 layers)", "params": "~9M", "result": "90.18% accuracy"},
+    {"dataset": "CIFAR-10", "model": "FitNet 4 (19 layers), hints + KD", "params": "~2.5M", "result": "91.61% accuracy"},
+    {"dataset": "MNIST", "model": "teacher (maxout)", "params": "", "result": "0.55% error"},
+    {"dataset": "MNIST", "model": "FitNet, hints + KD", "params": "", "result": "0.51% error"},
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big the lesson's experiment is: training images, epochs, seeds."""
+
+    n_train: int | None
+    epochs: int
+    stage1_epochs: int
+    teacher_epochs: int
+    seeds: tuple[int, ...]
+
+
+def plan(fast: bool, seeds: int = 3, n_train: int | None = 10000, epochs: int = 4, stage1_epochs: int = 2,
+         teacher_epochs: int = 4, seed: int = 0) -> Plan:
+    """The experiment's size. Fast mode (tests): the data as given, 1 epoch per stage, 1 seed.
+
+    ``n_train`` cuts the training split (CNNs train at a few hundred to a few thousand images/s on
+    a laptop CPU); ``seeds`` students per method start from seeds ``seed, seed + 1, ...``.
+    """
+    for value, name in ((seeds, "seeds"), (epochs, "epochs"), (stage1_epochs, "stage1_epochs"),
+                        (teacher_epochs, "teacher_epochs")):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if fast:
+        return Plan(None, 1, 1, 1, (seed,))
+    return Plan(n_train, epochs, stage1_epochs, teacher_epochs, tuple(range(seed, seed + seeds)))
+
+
+def lesson_data(data: Data, plan: Plan) -> Data:
+    """``data`` with the training split cut to ``plan.n_train`` (unchanged when None or larger)."""
+    if plan.n_train is None or plan.n_train >= len(data.train):
+        return data
+    return data.subset(n_train=plan.n_train)
+
+
+def teacher_config(plan: Plan, seed: int = 0) -> TrainConfig:
+    """The CNN teacher's recipe: SGD + Nesterov, cosine schedule, ±2-pixel jitter."""
+    return TrainConfig(epochs=plan.teacher_epochs, batch_size=128, lr=0.05, jitter=2, seed=seed)
+
+
+def student_config(plan: Plan, seed: int = 0, **changes) -> TrainConfig:
+    """The students' recipe (labels only); KD and stage 2 change ``loss`` to ``"distillation"``."""
+    config = TrainConfig(epochs=plan.epochs, batch_size=128, lr=0.05, temperature=4.0, alpha=0.9, seed=seed)
+    return config.replace(**changes) if changes else config
+
+
+def train_teacher(data: Data, plan: Plan, seed: int = 0, progress: bool | None = None) -> Trained:
+    """The wide, shallow CNN teacher (preset ``fitnet_teacher``), trained once and cached."""
+    return train_model(TEACHER, data, teacher_config(plan, seed), progress=progress,
+                       label=f"FitNets teacher ({TEACHER}) seed={seed} on {data.name}, {len(data.train)} images")
+
+
+# --------------------------------------------------------------------------------------------
+# The two stages
+
+
+@dataclass
+class FitNetResult:
+    """Both stages of one FitNets run. ``stage1.regressor`` maps the guided layer onto the hint."""
+
+    stage1: Trained
+    stage2: Trained
+    hint_layer: str
+    guided_layer: str
+    stage1_config: TrainConfig
+
+    @property
+    def model(self) -> BlockModel:
+        """The final student."""
+        return self.stage2.model
+
+    @property
+    def regressor(self) -> nn.Module:
+        return self.stage1.regressor
+
+    @property
+    def seconds(self) -> float:
+        """Training time of both stages."""
+        return self.stage1.seconds + self.stage2.seconds
+
+    def final(self, metric: str = "test_acc") -> float:
+        return self.stage2.final(metric)
+
+    def student_before(self) -> BlockModel:
+        """The student as it was before stage 1 (models are seeded by ``config.seed``)."""
+        return rebuild(self.stage1.model.spec).eval()
+
+    def regressor_before(self, teacher: nn.Module | Trained) -> nn.Module:
+        """The regressor as it was before stage 1 (seeded like :func:`labkd.experiments.train_model`)."""
+        return _fresh_regressor(self.student_before(), _model(teacher), self.hint_layer, self.guided_layer,
+                                self.stage1_config.seed)
+
+
+def _model(model: nn.Module | Trained) -> BlockModel:
+    return model.model if isinstance(model, Trained) else model
+
+
+def _fresh_regressor(student: BlockModel, teacher: BlockModel, hint_layer: str, guided_layer: str,
+                     seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return losses.make_hint_regressor(student.feature_shape(guided_layer), teacher.feature_shape(hint_layer))
+
+
+def check_layers(teacher: nn.Module | Trained, hint_layer: str, guided_layer: str,
+                 student_arch: str = STUDENT, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
+                 **model_options) -> None:
+    """Raise ``ValueError`` naming the valid layers if either name is not a layer of its model."""
+    check_feature_name(_model(teacher), hint_layer, "hint_layer")
+    student = build_model(student_arch, input_shape, num_classes, **model_options)
+    check_feature_name(student, guided_layer, "guided_layer")
+
+
+def train_fitnet(
+    data: Data,
+    teacher: nn.Module | Trained,
+    student_arch: str = STUDENT,
+    hint_layer: str = HINT_LAYER,
+    guided_layer: str = GUIDED_LAYER,
+    config: TrainConfig | None = None,
+    stage1_epochs: int = 1,
+    stage1_config: TrainConfig | None = None,
+    stage2_config: TrainConfig | None = None,
+    progress: bool | None = None,
+    on_stage: Callable[[str, Trained], None] | None = None,
+    **model_options,
+) -> FitNetResult:
+    """Stage 1 (hint: guided layer + regressor -> hint layer, MSE), then stage 2 (distillation
+    of the whole student from the stage-1 weights). Both stages are cached.
+
+    Args:
+        config: the students' recipe (``student_config``); stage 1 uses it with ``loss="hint"``
+            and ``stage1_epochs`` epochs, stage 2 with ``loss="distillation"``.
+        stage1_config / stage2_config: give either to override the derived recipe entirely.
+        on_stage: called with ``("stage1", trained)`` and ``("stage2", trained)`` (progress displays).
+        model_options: passed to the student's architecture.
+    Raises ``ValueError`` (listing the valid names) for an unknown ``hint_layer``/``guided_layer``.
+    """
+    base = config if config is not None else TrainConfig()
+    s1 = stage1_config or base.replace(loss="hint", epochs=stage1_epochs, hint_layer=hint_layer,
+                                        guided_layer=guided_layer)
+    if s1.loss != "hint" or s1.hint_layer != hint_layer or s1.guided_layer != guided_layer:
+        raise ValueError(f"stage1_config must have loss='hint', hint_layer={hint_layer!r}, "
+                         f"guided_layer={guided_layer!r}; got loss={s1.loss!r}, hint_layer={s1.hint_layer!r}, "
+                         f"guided_layer={s1.guided_layer!r}")
+    s2 = stage2_config or base.replace(loss="distillation")
+    if s2.loss == "hint":
+        raise ValueError("stage2_config must train the whole student (e.g. loss='distillation'), not loss='hint'")
+    check_layers(teacher, hint_layer, guided_layer, student_arch, data.input_shape, data.num_classes, **model_options)
+    where = f"{data.name}, {len(data.train)} images"
+    stage1 = train_model(student_arch, data, s1, teacher=teacher, progress=progress,
+                         label=f"FitNets stage 1 ({student_arch} {guided_layer} <- teacher {hint_layer}) "
+                               f"seed={s1.seed} on {where}", **model_options)
+    if on_stage is not None:
+        on_stage("stage1", stage1)
+    stage2 = train_model(student_arch, data, s2, teacher=teacher, init=stage1, progress=progress,
+                         label=f"FitNets stage 2 ({student_arch} {s2.loss} from hints {guided_layer}<-{hint_layer}) "
+                               f"seed={s2.seed} on {where}", **model_options)
+    if on_stage is not None:
+        on_stage("stage2", stage2)
+    return FitNetResult(stage1, stage2, hint_layer, guided_layer, s1)
+
+
+def train_baseline(data: Data, method: str, config: TrainConfig, teacher: nn.Module | Trained | None = None,
+                   student_arch: str = STUDENT, progress: bool | None = None, **model_options) -> Trained:
+    """``"scratch"`` (labels only) or ``"KD"`` (distillation from ``teacher``), cached."""
+    if method == "scratch":
+        cfg = config.replace(loss="cross_entropy")
+        teacher = None
+    elif method == "KD":
+        if teacher is None:
+            raise ValueError("method='KD' needs the teacher")
+        cfg = config.replace(loss="distillation")
+    else:
+        raise ValueError(f"method={method!r} is not a baseline; expected 'scratch' or 'KD'")
+    return train_model(student_arch, data, cfg, teacher=teacher, progress=progress,
+                       label=f"FitNets lesson: {student_arch} {method} seed={cfg.seed} on {data.name}, "
+                             f"{len(data.train)} images", **model_options)
+
+
+# --------------------------------------------------------------------------------------------
+# The comparison
+
+
+def compare_methods(
+    data: Data,
+    teacher: nn.Module | Trained,
+    seeds: Sequence[int],
+    config: TrainConfig,
+    stage1_epochs: int = 1,
+    hint_layer: str = HINT_LAYER,
+    guided_layer: str = GUIDED_LAYER,
+    student_arch: str = STUDENT,
+    progress: bool | None = None,
+    **model_options,
+) -> list[dict]:
+    """Train the student three ways for every seed: labels only, KD, hints + KD.
+
+    Every method starts from the same initial weights for a given seed. Returns one row per
+    (method, seed): ``{method, seed, accuracy, params, seconds}`` (test accuracy; seconds of
+    training, both stages for hints + KD).
+    """
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    check_layers(teacher, hint_layer, guided_layer, student_arch, data.input_shape, data.num_classes, **model_options)
+    rows = []
+    for seed in seeds:
+        cfg = config.replace(seed=seed)
+        for method in ("scratch", "KD"):
+            trained = train_baseline(data, method, cfg, teacher, student_arch, progress, **model_options)
+            rows.append(_row(method, seed, trained.final("test_acc"), trained.model, trained.seconds))
+        fitnet = train_fitnet(data, teacher, student_arch, hint_layer, guided_layer, cfg, stage1_epochs,
+                              progress=progress, **model_options)
+        rows.append(_row("hints + KD", seed, fitnet.final("test_acc"), fitnet.model, fitnet.seconds))
+    return rows
+
+
+def _row(method: str, seed: int, accuracy: float, model: nn.Module, seconds: float) -> dict:
+    return {"method": method, "seed": seed, "accuracy": accuracy, "params": num_parameters(model),
+            "seconds": round(seconds, 1)}
+
+
+def summarize(rows: Sequence[dict]) -> list[dict]:
+    """One row per method: test accuracy mean ± std over seeds, parameters, mean training time."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        mean, std = mean_std([r["accuracy"] for r in mine])
+        out.append({
+            "method": method, "seeds": len(mine),
+            "test accuracy %": f"{100 * mean:.2f} ± {100 * std:.2f}" if len(mine) > 1 else f"{100 * mean:.2f}",
+            "test error %": round(100 * (1 - mean), 2),
+            "params": mine[0]["params"],
+            "train seconds": round(float(np.mean([r["seconds"] for r in mine])), 1),
+        })
+    return out
+
+
+def verdict(rows: Sequence[dict], method: str = "hints + KD", baseline: str = "KD") -> str:
+    """A sentence saying how ``method`` compared with ``baseline`` and whether the gap exceeds
+    the seed-to-seed spread (with one seed: that nothing can be concluded)."""
+    a = [r["accuracy"] for r in rows if r["method"] == method]
+    b = [r["accuracy"] for r in rows if r["method"] == baseline]
+    if not a or not b:
+        raise ValueError(f"rows need both {method!r} and {baseline!r}; found {sorted({r['method'] for r in rows})}")
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    gap = 100 * (ma - mb)
+    text = f"{method}: {100 * ma:.2f}% vs {baseline}: {100 * mb:.2f}% (difference {gap:+.2f} points"
+    if len(a) < 2 or len(b) < 2:
+        return text + "). One seed only: this run cannot say whether the difference is real."
+    spread = 100 * max(sa, sb)
+    text += f", seed std up to {spread:.2f} points over {min(len(a), len(b))} seeds). "
+    if abs(gap) > 2 * spread:
+        return text + f"The difference is larger than twice the seed spread: {method} is " \
+                      f"{'better' if gap > 0 else 'worse'} here."
+    return text + "The difference is within twice the seed spread: no clear winner at this budget."
+
+
+# --------------------------------------------------------------------------------------------
+# Looking at the hint
+
+
+@torch.no_grad()
+def hint_maps(teacher: nn.Module | Trained, student: nn.Module | Trained, regressor: nn.Module, x: Tensor,
+              hint_layer: str = HINT_LAYER, guided_layer: str = GUIDED_LAYER) -> tuple[Tensor, Tensor]:
+    """The teacher's hint and the regressed guided layer for images ``x``.
+
+    Args: x (N, C, H, W) or one image (C, H, W). Returns ``(hint, regressed)``, each
+    (N, C_t, H_t, W_t) — or (C_t, H_t, W_t) for one image — computed in eval mode.
+    """
+    teacher, student = _model(teacher), _model(student)
+    check_feature_name(teacher, hint_layer, "hint_layer")
+    check_feature_name(student, guided_layer, "guided_layer")
+    if not isinstance(x, Tensor) or x.ndim not in (3, 4):
+        raise ValueError(f"x must be images (N, C, H, W) or one image (C, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    single = x.ndim == 3
+    batch = x.unsqueeze(0) if single else x
+    modes = [m.training for m in (teacher, student, regressor)]
+    for m in (teacher, student, regressor):
+        m.eval()
+    device = next(student.parameters()).device
+    batch = batch.to(device)
+    hint = teacher.to(device).forward_features(batch, upto=hint_layer)[1][hint_layer]
+    regressed = regressor.to(device)(student.forward_features(batch, upto=guided_layer)[1][guided_layer])
+    for m, mode in zip((teacher, student, regressor), modes):
+        m.train(mode)
+    return (hint[0], regressed[0]) if single else (hint, regressed)
+
+
+@dataclass
+class HintSnapshot:
+    """Hint and regressed maps before and after stage 1 for a few test images (all on the CPU).
+
+    ``hint``, ``before``, ``after``: (N, C_t, H, W); ``images``: (N, 1, H_in, W_in);
+    ``loss_before``/``loss_after``: the hint loss (MSE) on ``loss_images`` test images.
+    """
+
+    images: Tensor
+    hint: Tensor
+    before: Tensor
+    after: Tensor
+    loss_before: float
+    loss_after: float
+    loss_images: int
+    hint_layer: str
+    guided_layer: str
+
+
+def hint_snapshot(teacher: nn.Module | Trained, fitnet: FitNetResult, data: Data, n_images: int = 16,
+                  loss_images: int = 1000, hint_loss=losses.hint_loss) -> HintSnapshot:
+    """Precompute everything the hint figures and the browser panel show (one pass, no training).
+
+    ``hint_loss(regressed, hint)`` computes the loss values (the lesson passes the student's own).
+    """
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= len(data.test):
+        raise ValueError(f"n_images must be an integer in 1..{len(data.test)}, got {n_images!r}")
+    x = data.test.x[:max(n_images, min(loss_images, len(data.test)))]
+    student0, regressor0 = fitnet.student_before(), fitnet.regressor_before(teacher)
+    layers = dict(hint_layer=fitnet.hint_layer, guided_layer=fitnet.guided_layer)
+    hint, before = hint_maps(teacher, student0, regressor0, x, **layers)
+    _, after = hint_maps(teacher, fitnet.stage1.model, fitnet.regressor, x, **layers)
+    k = min(loss_images, len(x))
+    return HintSnapshot(
+        images=x[:n_images].cpu(), hint=hint[:n_images].cpu(), before=before[:n_images].cpu(),
+        after=after[:n_images].cpu(), loss_before=float(hint_loss(before[:k], hint[:k])),
+        loss_after=float(hint_loss(after[:k], hint[:k])), loss_images=k, **layers)
+
+
+def busiest_channels(hint: Tensor, k: int = 4) -> list[int]:
+    """The ``k`` channels of a hint (C, H, W) whose maps vary the most (the most informative to show)."""
+    if hint.ndim != 3:
+        raise ValueError(f"hint must have shape (C, H, W), got {tuple(hint.shape)}")
+    return hint.flatten(1).std(1).argsort(descending=True)[:k].tolist()
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def hint_figure(snapshot: HintSnapshot, image: int = 0, channels: Sequence[int] | None = None) -> go.Figure:
+    """Rows: channels of the teacher's hint; columns: the hint, the regressor's output before
+    stage 1, and after. One test image; shared colour range per row."""
+    channels = list(channels) if channels is not None else busiest_channels(snapshot.hint[image])
+    titles = ["teacher hint", "regressed, before stage 1", "regressed, after stage 1"]
+    fig = make_subplots(rows=len(channels), cols=3, column_titles=titles,
+                        row_titles=[f"ch {c}" for c in channels], horizontal_spacing=0.03, vertical_spacing=0.03)
+    for r, c in enumerate(channels, start=1):
+        maps = [snapshot.hint[image, c], snapshot.before[image, c], snapshot.after[image, c]]
+        lo, hi = float(min(m.min() for m in maps)), float(max(m.max() for m in maps))
+        for col, m in enumerate(maps, start=1):
+            fig.add_trace(go.Heatmap(z=m.flip(0).numpy(), zmin=lo, zmax=hi, colorscale="Viridis",
+                                     showscale=False, hovertemplate="%{z:.2f}<extra></extra>"), row=r, col=col)
+    fig.update_xaxes(visible=False).update_yaxes(visible=False)
+    fig.update_layout(height=150 * len(channels) + 60, width=560, margin=dict(l=10, r=40, t=40, b=10),
+                      title=f"Hint loss (MSE, {snapshot.loss_images} test images): "
+                            f"{snapshot.loss_before:.3f} before → {snapshot.loss_after:.3f} after stage 1")
+    return fig
+
+
+def comparison_figure(rows: Sequence[dict], teacher_accuracy: float | None = None) -> go.Figure:
+    """Test accuracy of each method: one dot per seed and the mean ± std; the teacher as a line."""
+    fig = go.Figure()
+    for method in dict.fromkeys(r["method"] for r in rows):
+        acc = [100 * r["accuracy"] for r in rows if r["method"] == method]
+        mean, std = mean_std(acc)
+        fig.add_trace(go.Scatter(x=[method] * len(acc), y=acc, mode="markers", name=f"{method} (seeds)",
+                                 marker=dict(size=8, opacity=0.5), showlegend=False))
+        fig.add_trace(go.Scatter(x=[method], y=[mean], mode="markers", name=method,
+                                 marker=dict(size=16, symbol="line-ew-open", line_width=3),
+                                 error_y=dict(type="data", array=[std], visible=True)))
+    if teacher_accuracy is not None:
+        fig.add_hline(y=100 * teacher_accuracy, line_dash="dot", annotation_text="teacher")
+    fig.update_layout(yaxis_title="test accuracy %", height=380, showlegend=False,
+                      title="Same student, same initial weights, three ways of training")
+    return fig
+
+
+def model_table(teacher: nn.Module | Trained, student: nn.Module | Trained, regressor: nn.Module | None = None) -> list[dict]:
+    """Rows describing teacher, student (and the stage-1 regressor): layers, channels, parameters."""
+    rows = []
+    for name, model in (("teacher", _model(teacher)), ("student", _model(student))):
+        rows.append({"model": name, "conv layers": len(model.feature_names),
+                     "channels": str(tuple(model.spec.get("channels", ()))), "params": num_parameters(model)})
+    if regressor is not None:
+        rows.append({"model": "regressor (stage 1 only)", "conv layers": 1, "channels": "",
+                     "params": num_parameters(regressor)})
+    return rows

@@ -1,0 +1,263 @@
+"""Figures and panel of lesson 05 (early-stopped teachers).
+
+>>> early_stopping_figure(stats_rows, sweep_rows)     # student, teacher accuracy, entropy, ECE per epoch
+>>> eskd_figure(eskd_rows)                            # stopping distillation early in the student
+
+>>> panel = EarlyStoppingPanel.from_runs(teachers[0], data, stats_rows, sweep_rows, temperature=4)
+
+For each checkpoint the panel shows a few test images' soft targets at the distillation
+temperature (bar charts) and highlights, on the student-accuracy curve, the student distilled
+from that checkpoint. Every checkpoint's logits on those images are computed once, so moving
+the slider is a softmax over a few dozen numbers and a handful of trace updates.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from torch import Tensor
+
+from labkd import metrics
+from labkd.data import Data
+from labkd.experiments import Trained
+from labkd.losses import check_temperature
+from labkd.teacher_studies import (
+    ARMS, COLOURS, TEMPERATURE, checkpoint_curves, checkpoint_soft_targets, pick_examples,
+)
+from labkd.widgets import Panel, figure_widget
+
+COLOUR_LABEL = "#2ca02c"
+COLOUR_OTHER = "#1f77b4"
+
+
+def _softmax(z: np.ndarray, temperature: float) -> np.ndarray:
+    a = z / temperature
+    a = a - a.max(axis=-1, keepdims=True)
+    e = np.exp(a)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class EarlyStoppingPanel(Panel):
+    """Soft targets of a few test images at each teacher checkpoint, and the student it made.
+
+    Args:
+        logits: (E, K, C) the teacher's logits after each of ``epochs`` on K images.
+        epochs: the E teacher epochs (those the students were distilled from).
+        images: (K, H, W) or (K, 1, H, W) the images; ``labels`` (K,) their classes.
+        class_names: C names.
+        student: ``(epochs, mean accuracies, stds)`` of the distilled students (any epochs).
+        teacher: per-epoch teacher numbers to print, ``{epoch: {"test_acc": .., "entropy_T": .., "ece": ..}}``.
+        baseline: the labels-only student's mean accuracy, drawn as a dashed line.
+        temperature: the distillation temperature the bars use.
+    """
+
+    def __init__(self, logits: np.ndarray | Tensor, epochs: Sequence[int], images: np.ndarray | Tensor,
+                 labels: Sequence[int], class_names: Sequence[str], student: tuple[Sequence, Sequence, Sequence],
+                 teacher: Mapping[int, Mapping[str, float]] | None = None, baseline: float | None = None,
+                 temperature: float = TEMPERATURE) -> None:
+        z = np.asarray(logits.detach().cpu() if isinstance(logits, Tensor) else logits, dtype=np.float64)
+        epochs = [int(e) for e in epochs]
+        if z.ndim != 3 or z.shape[0] != len(epochs):
+            raise ValueError(f"logits must have shape (len(epochs)={len(epochs)}, K, C), got {z.shape}")
+        if not epochs or sorted(set(epochs)) != epochs:
+            raise ValueError(f"epochs must be increasing and non-empty, got {epochs}")
+        imgs = np.asarray(images.detach().cpu() if isinstance(images, Tensor) else images, dtype=np.float64)
+        if imgs.ndim == 4:
+            imgs = imgs[:, 0]
+        k, c = z.shape[1], z.shape[2]
+        if imgs.shape[0] != k or len(labels) != k:
+            raise ValueError(f"images ({imgs.shape[0]}) and labels ({len(labels)}) must match the {k} images of logits")
+        if len(class_names) != c:
+            raise ValueError(f"class_names has {len(class_names)} names; the logits have {c} classes")
+        s_epochs, s_mean, s_std = (list(v) for v in student)
+        if not (len(s_epochs) == len(s_mean) == len(s_std)):
+            raise ValueError("student must be (epochs, means, stds) of equal lengths")
+        self.temperature = check_temperature(temperature)
+        self.logits, self.epochs, self.images = z, epochs, imgs
+        self.labels = [int(v) for v in labels]
+        self.class_names = [str(v) for v in class_names]
+        self.student_curve = dict(zip(s_epochs, zip(s_mean, s_std, strict=True), strict=True))
+        self.teacher = {int(e): dict(v) for e, v in (teacher or {}).items()}
+        self._probs = _softmax(z, self.temperature)  # (E, K, C): the slider only indexes it
+        self._probs1 = _softmax(z, 1.0)
+
+        self.slider = widgets.SelectionSlider(options=epochs, value=epochs[-1], description="teacher epoch",
+                                              continuous_update=True, style={"description_width": "initial"},
+                                              layout=widgets.Layout(width="520px"))
+        self.slider.add_class("labkd-teacher-epoch")
+        self.readout = widgets.HTML()
+        self.readout.add_class("labkd-checkpoint-readout")
+        self.figure = figure_widget(self._empty_figure(s_epochs, s_mean, s_std, baseline))
+        self.figure.add_class("labkd-early-stopping-plot")
+        self.update()
+        self.slider.observe(self.on_change, names="value")
+        self.widget = widgets.VBox([self.slider, self.readout, self.figure])
+        self.widget.add_class("labkd-early-stopping-panel")
+
+    @classmethod
+    def from_runs(cls, teacher: Trained, data: Data, stats_rows: Sequence[Mapping], sweep_rows: Sequence[Mapping],
+                  temperature: float = TEMPERATURE, n_images: int = 4, seed: int | None = None) -> EarlyStoppingPanel:
+        """Build the panel from lesson 05's results: ``teacher`` (trained with checkpoints), the
+        :func:`~labkd.teacher_studies.checkpoint_stats` and :func:`~labkd.teacher_studies.checkpoint_sweep` rows."""
+        curves = checkpoint_curves(stats_rows, sweep_rows)
+        epochs = curves["student"][0]
+        if not epochs:
+            raise ValueError("sweep_rows has no distilled students")
+        final = metrics.predict_logits(teacher.model, data.test.x)
+        chosen = pick_examples(final, data.test.y, n_images)
+        x = data.test.x[chosen]
+        logits = checkpoint_soft_targets(teacher, x, epochs, temperature)
+        teacher_seed = seed if seed is not None else teacher.model.spec.get("seed")
+        own = [r for r in stats_rows if r["seed"] == teacher_seed] or list(stats_rows)
+        per_epoch = {r["epoch"]: {k: r[k] for k in ("test_acc", "entropy_T", "ece")} for r in own}
+        base = curves["baseline"][0] if curves["baseline"] is not None else None
+        return cls(logits, epochs, x, data.test.y[chosen].tolist(), data.class_names, curves["student"][:3],
+                   teacher=per_epoch, baseline=base, temperature=temperature)
+
+    # -- figure ------------------------------------------------------------------------------
+
+    def _empty_figure(self, s_epochs, s_mean, s_std, baseline) -> go.Figure:
+        k = len(self.labels)
+        specs = [[{}] * k, [{}] * k, [{"colspan": k}] + [None] * (k - 1)]
+        fig = make_subplots(rows=3, cols=k, specs=specs, row_heights=[0.22, 0.33, 0.45], vertical_spacing=0.09,
+                            horizontal_spacing=0.04,
+                            subplot_titles=[f"label {self.class_names[y]}" for y in self.labels] + [""] * k
+                            + ["student test accuracy against the teacher epoch it was distilled from"])
+        for i in range(k):
+            fig.add_trace(go.Heatmap(z=self.images[i], colorscale="gray_r", showscale=False, hoverinfo="skip"),
+                          row=1, col=i + 1)
+            fig.update_xaxes(visible=False, row=1, col=i + 1)
+            fig.update_yaxes(visible=False, autorange="reversed", row=1, col=i + 1)
+        for i in range(k):
+            fig.add_trace(go.Bar(x=self.class_names, y=np.zeros(len(self.class_names)), showlegend=False,
+                                 hovertemplate="class %{x}: %{y:.3f}<extra></extra>"), row=2, col=i + 1)
+            fig.update_yaxes(range=[0, 1], row=2, col=i + 1, showticklabels=i == 0)
+            fig.update_xaxes(type="category", tickfont=dict(size=9), row=2, col=i + 1)
+        fig.add_trace(go.Scatter(x=s_epochs, y=s_mean, mode="lines+markers", name="distilled student (mean ± std)",
+                                 marker_color=COLOURS["student"], error_y=dict(type="data", array=s_std, visible=True),
+                                 hovertemplate="teacher epoch %{x}: %{y:.2%}<extra></extra>"), row=3, col=1)
+        if baseline is not None:
+            fig.add_trace(go.Scatter(x=[min(s_epochs), max(s_epochs)], y=[baseline] * 2, mode="lines",
+                                     name="labels only", line=dict(color=COLOURS["baseline"], dash="dash"),
+                                     hovertemplate="labels only: %{y:.2%}<extra></extra>"), row=3, col=1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="this checkpoint",
+                                 marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=3, color=COLOURS["eskd"])),
+                                 hoverinfo="skip"), row=3, col=1)
+        fig.update_yaxes(tickformat=".1%", row=3, col=1)
+        fig.update_xaxes(title_text="teacher epoch", row=3, col=1)
+        fig.update_layout(height=640, margin=dict(l=50, r=20, t=40, b=40), bargap=0.15,
+                          legend=dict(orientation="h", y=-0.12))
+        return fig
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return int(self.slider.value)
+
+    def on_change(self, change: dict | None = None) -> None:
+        """The slider moved: redraw (timed in ``last_update_ms``)."""
+        self.timed(self.update)
+
+    def select(self, epoch: int) -> None:
+        """Show teacher epoch ``epoch`` (one of ``epochs``)."""
+        if int(epoch) not in self.epochs:
+            raise ValueError(f"epoch={epoch!r} has no checkpoint here; choose one of {self.epochs}")
+        self.slider.value = int(epoch)
+
+    def probabilities(self, epoch: int | None = None) -> np.ndarray:
+        """Soft targets (K, C) at the distillation temperature after ``epoch`` (default: the slider's)."""
+        e = self.epoch if epoch is None else int(epoch)
+        return self._probs[self.epochs.index(e)]
+
+    def update(self) -> None:
+        """Index the precomputed soft targets and move the highlight: no forward pass."""
+        e = self.epoch
+        i = self.epochs.index(e)
+        p = self._probs[i]
+        k = len(self.labels)
+        with self.figure.batch_update():
+            for j in range(k):
+                bars = self.figure.data[k + j]
+                bars.y = p[j]
+                bars.marker.color = [COLOUR_LABEL if c == self.labels[j] else COLOUR_OTHER for c in range(p.shape[1])]
+            marker = self.figure.data[-1]
+            if e in self.student_curve:
+                marker.x, marker.y = [e], [self.student_curve[e][0]]
+            else:
+                marker.x, marker.y = [], []
+        self.readout.value = self._readout(e, i)
+
+    def _readout(self, e: int, i: int) -> str:
+        parts = [f"<b>teacher after epoch {e}</b>"]
+        t = self.teacher.get(e)
+        if t:
+            parts.append(f"test accuracy {t['test_acc']:.2%} · soft-target entropy at T={self.temperature:g}: "
+                         f"{t['entropy_T']:.3f} nats · ECE {t['ece']:.3f}")
+        confident = self._probs1[i].max(1)
+        parts.append("confidence at T=1 on these images: " + ", ".join(f"{v:.1%}" for v in confident))
+        if e in self.student_curve:
+            m, s = self.student_curve[e]
+            parts.append(f"student distilled from it: <b>{m:.2%}</b>" + (f" ± {s * 100:.2f}" if s else ""))
+        return html.escape(" | ").join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def early_stopping_figure(stats_rows: Sequence[Mapping], sweep_rows: Sequence[Mapping], temperature: float = TEMPERATURE) -> go.Figure:
+    """Four panels against the teacher's epoch: the student distilled from that checkpoint
+    (mean ± std; the labels-only baseline dashed), the teacher's test accuracy, the entropy of
+    its soft targets at T on the transfer set, and its calibration error on the test set."""
+    c = checkpoint_curves(stats_rows, sweep_rows)
+    fig = make_subplots(rows=2, cols=2, shared_xaxes=True, vertical_spacing=0.12, horizontal_spacing=0.1,
+                        subplot_titles=("student distilled from this checkpoint", "teacher test accuracy",
+                                        f"teacher soft-target entropy at T={temperature:g} (nats)",
+                                        "teacher calibration error (ECE, test)"))
+    panels = [("student", 1, 1, COLOURS["student"], "student"), ("teacher_test_acc", 1, 2, COLOURS["teacher"], "teacher"),
+              ("teacher_entropy_T", 2, 1, COLOURS["assistant"], "entropy"), ("teacher_ece", 2, 2, COLOURS["eskd"], "ECE")]
+    for key, r, col, colour, name in panels:
+        x, y, e = c[key]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, marker_color=colour,
+                                 error_y=dict(type="data", array=e, visible=True)), row=r, col=col)
+    if c["baseline"] is not None:
+        x = c["student"][0]
+        fig.add_trace(go.Scatter(x=[min(x), max(x)], y=[c["baseline"][0]] * 2, mode="lines", name="labels only",
+                                 line=dict(color=COLOURS["baseline"], dash="dash")), row=1, col=1)
+    fig.update_yaxes(tickformat=".1%", row=1)
+    fig.update_xaxes(title_text="teacher epoch", row=2)
+    fig.update_layout(height=600, margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+
+def eskd_figure(rows: Sequence[Mapping], stop_epoch: int | None = None) -> go.Figure:
+    """Test accuracy after every epoch for the three arms (mean over seeds) at one stop epoch
+    (default: the first), with a line where distillation stops; final accuracies in the legend."""
+    if not rows:
+        raise ValueError("rows is empty: run early_stopped_kd first")
+    k = stop_epoch if stop_epoch is not None else min(r["stop_epoch"] for r in rows)
+    mine = [r for r in rows if r["stop_epoch"] == k]
+    if not mine:
+        raise ValueError(f"no rows with stop_epoch={k}; have {sorted({r['stop_epoch'] for r in rows})}")
+    fig = go.Figure()
+    colours = {ARMS[0]: COLOURS["student"], ARMS[1]: COLOURS["eskd"], ARMS[2]: COLOURS["baseline"]}
+    for arm in ARMS:
+        curves = np.asarray([r["curve"] for r in mine if r["arm"] == arm], dtype=float)
+        if curves.size == 0:
+            continue
+        mean = curves.mean(0)
+        std = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+        fig.add_trace(go.Scatter(x=list(range(1, len(mean) + 1)), y=mean, mode="lines+markers", marker_color=colours[arm],
+                                 name=f"{arm}: {mean[-1]:.2%}", error_y=dict(type="data", array=std, visible=True)))
+    fig.add_vline(x=k + 0.5, line_dash="dot", line_color="grey", annotation_text=f"KD stops after epoch {k}")
+    fig.update_yaxes(tickformat=".1%", title_text="student test accuracy")
+    fig.update_xaxes(title_text="student epoch")
+    fig.update_layout(title=f"Student {mine[0]['student']}: stopping distillation early (mean over seeds)", height=420)
+    return fig

@@ -1,0 +1,195 @@
+"""labkd.fitnets: the two FitNets stages, the three-way comparison, hint maps and figures.
+
+Runs on a few hundred 8x8 digits (the CNNs' maps are then 8x8 / 4x4 / 2x2), one epoch per stage.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkd import fitnets, load_data
+from labkd.models import build_model, num_parameters
+
+FAST = fitnets.plan(fast=True)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data("digits", val_size=200).subset(n_train=256, n_val=64, n_test=128)
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    return fitnets.train_teacher(data, FAST, progress=False)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return fitnets.student_config(FAST, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def fitnet(data, teacher, config):
+    return fitnets.train_fitnet(data, teacher, config=config, stage1_epochs=2, progress=False)
+
+
+# --- recipes ---------------------------------------------------------------------------------
+
+
+def test_plan_fast_and_full() -> None:
+    assert FAST.seeds == (0,) and FAST.epochs == FAST.stage1_epochs == FAST.teacher_epochs == 1
+    assert FAST.n_train is None
+    full = fitnets.plan(fast=False, seeds=3, seed=5)
+    assert full.seeds == (5, 6, 7) and full.epochs > 1
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="seeds"):
+            fitnets.plan(fast=False, seeds=bad)
+
+
+def test_lesson_data_cuts_only_the_training_split(data) -> None:
+    cut = fitnets.lesson_data(data, fitnets.plan(fast=False, n_train=100))
+    assert len(cut.train) == 100 and len(cut.test) == len(data.test) and len(cut.val) == len(data.val)
+    assert fitnets.lesson_data(data, FAST) is data
+    assert fitnets.lesson_data(data, fitnets.plan(fast=False, n_train=10**6)) is data
+
+
+def test_the_student_is_deeper_and_has_fewer_parameters() -> None:
+    rows = fitnets.model_table(build_model(fitnets.TEACHER), build_model(fitnets.STUDENT))
+    teacher, student = rows
+    assert student["conv layers"] > teacher["conv layers"]
+    assert student["params"] < teacher["params"] / 2
+
+
+# --- the two stages --------------------------------------------------------------------------
+
+
+def test_stage1_trains_only_up_to_the_guided_layer(fitnet) -> None:
+    before = fitnet.student_before().state_dict()
+    after = fitnet.stage1.model.state_dict()
+    names = fitnet.stage1.model.feature_names
+    guided = names.index(fitnet.guided_layer)
+    for i, layer in enumerate(names):
+        weight = f"blocks.{layer}.0.weight"
+        changed = not torch.equal(before[weight], after[weight])
+        assert changed == (i <= guided), f"{layer}: changed={changed}, guided layer is {fitnet.guided_layer}"
+    assert torch.equal(before["head.2.weight"], after["head.2.weight"])
+    assert fitnet.regressor is not None and fitnet.stage1.history[-1]["loss"] >= 0
+
+
+def test_stage2_starts_from_stage1_and_trains_everything(fitnet) -> None:
+    s1, s2 = fitnet.stage1.model.state_dict(), fitnet.stage2.model.state_dict()
+    assert not torch.equal(s1["head.2.weight"], s2["head.2.weight"])
+    assert fitnet.seconds == pytest.approx(fitnet.stage1.seconds + fitnet.stage2.seconds)
+    assert 0.0 <= fitnet.final() <= 1.0
+
+
+def test_the_hint_loss_goes_down_in_stage1(data, teacher, fitnet) -> None:
+    snap = fitnets.hint_snapshot(teacher, fitnet, data, n_images=4)
+    assert snap.loss_after < snap.loss_before
+    assert snap.hint.shape == snap.before.shape == snap.after.shape
+    assert snap.hint.shape[:2] == (4, teacher.model.feature_shape(fitnets.HINT_LAYER)[0])
+    assert snap.images.shape == (4, *data.input_shape)
+
+
+def test_both_stages_are_cached(data, teacher, config, fitnet) -> None:
+    again = fitnets.train_fitnet(data, teacher, config=config, stage1_epochs=2, progress=False)
+    assert again.stage1.cached and again.stage2.cached
+    assert again.final() == fitnet.final()
+    seen = []
+    fitnets.train_fitnet(data, teacher, config=config, stage1_epochs=2, progress=False,
+                         on_stage=lambda stage, trained: seen.append((stage, trained.cached)))
+    assert seen == [("stage1", True), ("stage2", True)]
+
+
+@pytest.mark.parametrize("argument, value, valid", [
+    ("hint_layer", "conv7", "conv1"),
+    ("guided_layer", "fc1", "conv6"),
+])
+def test_unknown_layers_are_rejected_with_the_valid_names(data, teacher, config, argument, value, valid) -> None:
+    with pytest.raises(ValueError, match=rf"{argument}=.*{value}.*{valid}"):
+        fitnets.train_fitnet(data, teacher, config=config, progress=False, **{argument: value})
+    with pytest.raises(ValueError, match=argument):
+        fitnets.compare_methods(data, teacher, [0], config, progress=False, **{argument: value})
+
+
+def test_stage_configs_are_checked(data, teacher, config) -> None:
+    with pytest.raises(ValueError, match="stage1_config"):
+        fitnets.train_fitnet(data, teacher, stage1_config=config, progress=False)
+    with pytest.raises(ValueError, match="stage2_config"):
+        fitnets.train_fitnet(data, teacher, stage2_config=config.replace(
+            loss="hint", hint_layer="conv1", guided_layer="conv3"), progress=False)
+
+
+# --- the comparison --------------------------------------------------------------------------
+
+
+def test_compare_methods_rows(data, teacher, config, fitnet) -> None:
+    rows = fitnets.compare_methods(data, teacher, [0], config, stage1_epochs=2, progress=False)
+    assert [r["method"] for r in rows] == list(fitnets.METHODS)
+    assert {r["params"] for r in rows} == {num_parameters(fitnet.model)}
+    assert rows[2]["accuracy"] == fitnet.final()  # the same cached run
+    assert all(r["seconds"] >= 0 and 0 <= r["accuracy"] <= 1 for r in rows)
+    with pytest.raises(ValueError, match="seeds"):
+        fitnets.compare_methods(data, teacher, [], config)
+
+
+def test_every_method_starts_from_the_same_weights(data, config) -> None:
+    a = build_model(fitnets.STUDENT, data.input_shape, data.num_classes, seed=config.seed)
+    b = build_model(fitnets.STUDENT, data.input_shape, data.num_classes, seed=config.seed)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+def _rows(accuracies: dict[str, list[float]]) -> list[dict]:
+    return [{"method": m, "seed": s, "accuracy": a, "params": 100, "seconds": 1.0}
+            for m, values in accuracies.items() for s, a in enumerate(values)]
+
+
+def test_summarize_and_verdict() -> None:
+    rows = _rows({"KD": [0.90, 0.91, 0.92], "hints + KD": [0.95, 0.96, 0.97]})
+    summary = fitnets.summarize(rows)
+    assert [r["method"] for r in summary] == ["KD", "hints + KD"]
+    assert summary[0]["test accuracy %"] == "91.00 ± 1.00" and summary[1]["test error %"] == 4.0
+    assert "better" in fitnets.verdict(rows)
+    close = _rows({"KD": [0.90, 0.93, 0.96], "hints + KD": [0.91, 0.94, 0.97]})
+    assert "no clear winner" in fitnets.verdict(close)
+    one = _rows({"KD": [0.90], "hints + KD": [0.99]})
+    assert "cannot say" in fitnets.verdict(one)
+    with pytest.raises(ValueError, match="scratch"):
+        fitnets.verdict(one, baseline="scratch")
+
+
+# --- maps and figures ------------------------------------------------------------------------
+
+
+def test_hint_maps_shapes(data, teacher, fitnet) -> None:
+    x = data.test.x[:3]
+    hint, regressed = fitnets.hint_maps(teacher, fitnet.stage1, fitnet.regressor, x)
+    assert hint.shape == regressed.shape == (3, *teacher.model.feature_shape(fitnets.HINT_LAYER))
+    one_hint, one_regressed = fitnets.hint_maps(teacher, fitnet.stage1, fitnet.regressor, x[0])
+    assert torch.allclose(one_hint, hint[0], atol=1e-5) and torch.allclose(one_regressed, regressed[0], atol=1e-5)
+    assert fitnet.stage1.model.training is False
+    with pytest.raises(ValueError, match="hint_layer"):
+        fitnets.hint_maps(teacher, fitnet.stage1, fitnet.regressor, x, hint_layer="conv9")
+    with pytest.raises(ValueError, match="x must be"):
+        fitnets.hint_maps(teacher, fitnet.stage1, fitnet.regressor, x[0, 0, 0])
+
+
+def test_busiest_channels() -> None:
+    hint = torch.zeros(5, 4, 4)
+    hint[3] = torch.randn(4, 4, generator=torch.Generator().manual_seed(0)) * 10
+    hint[1] = torch.randn(4, 4, generator=torch.Generator().manual_seed(1))
+    assert fitnets.busiest_channels(hint, 2) == [3, 1]
+    with pytest.raises(ValueError, match="C, H, W"):
+        fitnets.busiest_channels(hint[0])
+
+
+def test_figures(data, teacher, fitnet) -> None:
+    snap = fitnets.hint_snapshot(teacher, fitnet, data, n_images=2)
+    fig = fitnets.hint_figure(snap, image=1, channels=[0, 2])
+    assert len(fig.data) == 6
+    assert f"{snap.loss_before:.3f}" in fig.layout.title.text
+    rows = _rows({"scratch": [0.8, 0.82], "KD": [0.85, 0.86], "hints + KD": [0.9, 0.88]})
+    comparison = fitnets.comparison_figure(rows, teacher_accuracy=0.95)
+    assert len(comparison.data) == 6 and list(comparison.data[1].y) == pytest.approx([81.0])

@@ -1,0 +1,82 @@
+"""The course notebooks: clean when committed, well-formed parameters, and they run (fast mode).
+
+Each notebook runs with papermill (``fast=True``, kernel ``python3``, in its own folder) into
+pytest's temporary folder, never into the repository.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+REQUIRED_PARAMETERS = {"fast": bool, "seed": int, "solutions": bool}
+
+# With no notebooks, one parameter that fails (an empty parametrisation would only be skipped).
+CASES = [pytest.param(p, id=p.stem) for p in NOTEBOOKS] or [pytest.param(None, id="no-notebooks")]
+
+
+def _notebook(path: Path | None) -> nbformat.NotebookNode:
+    assert path is not None, f"no notebooks in {NOTEBOOKS_DIR}"
+    return nbformat.read(str(path), as_version=4)
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOKS_DIR}"
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_committed_notebook_is_clean(path: Path | None) -> None:
+    """Valid nbformat, a python3 kernelspec, and no outputs or execution counts."""
+    nb = _notebook(path)
+    nbformat.validate(nb)
+    kernelspec = nb.metadata.get("kernelspec", {})
+    assert kernelspec.get("name") == "python3", f"kernelspec is {kernelspec!r}; expected name 'python3'"
+    assert kernelspec.get("language", "python") == "python"
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"cells {dirty} have outputs or execution counts; clear them before committing"
+    assert "papermill" not in nb.metadata, "this is an executed copy; commit the source notebook"
+    assert "widgets" not in nb.metadata, "saved widget state is output too; clear it before committing"
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_parameters_cell(path: Path | None) -> None:
+    """Exactly one code cell tagged ``parameters``, assigning fast, seed and solutions literals."""
+    nb = _notebook(path)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{len(tagged)} cells are tagged 'parameters'; expected exactly 1"
+    cell = tagged[0]
+    assert cell.cell_type == "code"
+    values = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            values[node.target.id] = node.value
+    for name, kind in REQUIRED_PARAMETERS.items():
+        assert name in values, f"the parameters cell does not define {name!r}"
+        value = ast.literal_eval(values[name])
+        assert type(value) is kind, f"{name} = {value!r}; expected a {kind.__name__} literal"
+    assert ast.literal_eval(values["fast"]) is False, "committed notebooks default to the full run (fast = False)"
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CASES)
+def test_notebook_runs_in_fast_mode(path: Path | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import papermill
+
+    assert path is not None, f"no notebooks in {NOTEBOOKS_DIR}"
+    results_file = tmp_path / f"{path.stem}.results.json"
+    monkeypatch.setenv("LABKD_RESULTS_FILE", str(results_file))
+    papermill.execute_notebook(
+        str(path), str(tmp_path / path.name), parameters={"fast": True}, kernel_name="python3",
+        cwd=str(path.parent), progress_bar=False,
+    )
+    if results_file.exists():
+        assert isinstance(json.loads(results_file.read_text()), dict), "the results file is not a JSON object"

@@ -1,0 +1,182 @@
+"""Panels and figures of lessons 04-05, driven headless: set a control, check the figure changed.
+
+Recompute times are printed (``pytest -s``) and only checked against a generous sanity bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from labkd import load_data
+from labkd import teacher_studies as ts
+from labkd.widgets.early_stopping import EarlyStoppingPanel, early_stopping_figure, eskd_figure
+from labkd.widgets.teacher_size import TeacherSizePanel, assistant_figure, size_curves, teacher_size_figure
+
+SANITY_MS = 1000  # far above the 50 ms target: only catches a callback that trains or loops badly
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread avoids OpenMP oversubscription on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data("digits", val_size=200)
+
+
+@pytest.fixture(scope="module")
+def kd():
+    return ts.kd_config(fast=True).replace(epochs=2, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def family(data):
+    recipe = ts.teacher_config(fast=True).replace(batch_size=32, jitter=0)
+    return ts.train_teacher_family(data, [(16, 16), (64, 64)], [0], recipe, progress=False)
+
+
+@pytest.fixture(scope="module")
+def grid(data, family, kd):
+    return ts.distil_grid(data, family, [(8, 8)], kd, progress=False)
+
+
+# -- lesson 04 -----------------------------------------------------------------------------
+
+
+def test_teacher_size_figure(family, grid):
+    fig = teacher_size_figure(family.rows, grid, "64-8-8-10")
+    assert len(fig.data) == 6 and fig.layout.xaxis2.type == "log"
+    teacher, student, best = fig.data[0], fig.data[4], fig.data[5]
+    assert list(teacher.x) == sorted(r["params"] for r in family.rows)
+    assert len(student.y) == 2 and best.y[0] == max(student.y)
+    assert fig.data[3].y[0] == pytest.approx(next(r["test_acc"] for r in grid if r["teacher"] == ts.BASELINE))
+
+
+def test_size_curves_without_runs(family):
+    curves = size_curves(family.rows, [], "64-99-99-10")
+    assert curves["student_x"] == [] and curves["best"] is None and curves["baseline"] is None
+    assert len(curves["teacher_x"]) == 2
+
+
+def test_teacher_size_panel_switches_and_trains(data, family, grid, kd):
+    panel = TeacherSizePanel(data, family, grid, kd, student_widths=[8, 12])
+    assert panel.width == 8 and panel.missing_runs() == 0 and panel.train_button.disabled
+    before = list(panel.figure.data[4].y)
+    assert len(before) == 2 and "Best teacher" in panel.status.value
+
+    panel.select(12)  # not trained yet: the teachers stay, the student curve empties, Train is offered
+    print(f"\nteacher-size panel redraw: {panel.last_update_ms:.1f} ms")
+    assert panel.last_update_ms < SANITY_MS
+    assert len(panel.figure.data[4].y or ()) == 0 and len(panel.figure.data[0].y) == 2
+    assert not panel.train_button.disabled and panel.missing_runs() == 3
+    assert "not trained yet" in panel.status.value
+
+    panel.train()
+    assert panel.missing_runs() == 0 and panel.train_button.disabled
+    assert panel.progress.value == panel.progress.max == 3
+    assert len(panel.figure.data[4].y) == 2 and "64-12-12-10" in panel.figure.layout.annotations[1].text
+    assert any("64-12-12-10" in label and "not trained" not in label for label, _ in panel.picker.options)
+
+    panel.select(8)
+    assert list(panel.figure.data[4].y) == before
+    with pytest.raises(ValueError, match="not offered"):
+        panel.select(99)
+
+
+def test_teacher_size_panel_validates(data, family, grid, kd):
+    with pytest.raises(ValueError, match="student_widths"):
+        TeacherSizePanel(data, family, grid, kd, student_widths=[])
+    with pytest.raises(ValueError, match="loss='distillation'"):
+        TeacherSizePanel(data, family, grid, kd.replace(loss="cross_entropy"), student_widths=[8])
+
+
+def test_assistant_figure():
+    rows = [{"route": route, "test_acc": v, "student": "s"}
+            for route, vs in ((ts.BASELINE, (0.90, 0.91)), ("teacher → student", (0.92, 0.93)),
+                              ("teacher → TA x → student", (0.94, 0.95))) for v in vs]
+    fig = assistant_figure(rows)
+    bars = fig.data[0]
+    assert list(bars.x) == [ts.BASELINE, "teacher → student", "teacher → TA x → student"]
+    assert list(bars.y) == pytest.approx([0.905, 0.925, 0.945])
+    assert len(fig.data[1].y) == 6
+
+
+# -- lesson 05 -----------------------------------------------------------------------------
+
+
+def _synthetic_panel(epochs=(1, 2, 5), k=3, c=10):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(len(epochs), k, c, generator=gen) * torch.tensor(epochs, dtype=torch.float)[:, None, None]
+    images = torch.rand(k, 1, 8, 8, generator=gen)
+    student = (list(epochs), [0.90, 0.93, 0.92], [0.01, 0.0, 0.02])
+    teacher = {e: {"test_acc": 0.9 + e / 100, "entropy_T": 2.0 / e, "ece": 0.01 * e} for e in epochs}
+    panel = EarlyStoppingPanel(logits, epochs, images, [0, 1, 2], [str(i) for i in range(c)], student,
+                               teacher=teacher, baseline=0.88, temperature=4.0)
+    return panel, logits
+
+
+def test_early_stopping_panel_slider_moves_bars_and_highlight():
+    panel, logits = _synthetic_panel()
+    k = 3
+    assert panel.epoch == 5 and list(panel.figure.data[-1].x) == [5]
+    panel.select(2)
+    print(f"\nearly-stopping panel redraw: {panel.last_update_ms:.1f} ms")
+    assert panel.last_update_ms < SANITY_MS
+    expected = torch.softmax(logits[1] / 4.0, dim=1).numpy()
+    for j in range(k):
+        assert np.allclose(panel.figure.data[k + j].y, expected[j])
+        colours = panel.figure.data[k + j].marker.color
+        assert colours[j] != colours[(j + 1) % 10], "the labelled class is coloured differently"
+    assert list(panel.figure.data[-1].x) == [2] and list(panel.figure.data[-1].y) == [0.93]
+    assert "epoch 2" in panel.readout.value and "93.00%" in panel.readout.value
+    assert np.allclose(panel.probabilities(1), torch.softmax(logits[0] / 4.0, 1).numpy())
+    with pytest.raises(ValueError, match="no checkpoint"):
+        panel.select(3)
+
+
+def test_early_stopping_panel_validates():
+    images = torch.zeros(2, 8, 8)
+    with pytest.raises(ValueError, match="shape"):
+        EarlyStoppingPanel(torch.zeros(3, 2, 10), [1, 2], images, [0, 1], list("0123456789"), ([1], [0.9], [0]))
+    with pytest.raises(ValueError, match="class_names"):
+        EarlyStoppingPanel(torch.zeros(2, 2, 10), [1, 2], images, [0, 1], list("012"), ([1], [0.9], [0]))
+    with pytest.raises(ValueError, match="increasing"):
+        EarlyStoppingPanel(torch.zeros(2, 2, 10), [2, 1], images, [0, 1], list("0123456789"), ([1], [0.9], [0]))
+    with pytest.raises(ValueError, match="temperature"):
+        EarlyStoppingPanel(torch.zeros(2, 2, 10), [1, 2], images, [0, 1], list("0123456789"), ([1], [0.9], [0]),
+                           temperature=-1)
+
+
+def test_early_stopping_panel_from_runs(data, kd):
+    recipe = ts.teacher_config(fast=True, checkpoints=True).replace(epochs=3, batch_size=32, jitter=0)
+    teachers = ts.train_checkpointed_teachers(data, (32, 32), [0], recipe, progress=False)
+    stats = ts.checkpoint_stats(teachers, data)
+    sweep = ts.checkpoint_sweep(data, teachers, (8, 8), kd, epochs=[1, 3], progress=False)
+    panel = EarlyStoppingPanel.from_runs(teachers[0], data, stats, sweep, temperature=4.0, n_images=2)
+    assert panel.epochs == [1, 3] and len(panel.labels) == 2
+    first = np.array(panel.figure.data[2].y)
+    panel.select(1)
+    assert not np.allclose(panel.figure.data[2].y, first), "a different checkpoint, different soft targets"
+    assert "ECE" in panel.readout.value
+
+    fig = early_stopping_figure(stats, sweep)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 5  # four panels + the labels-only line
+    assert list(fig.data[0].x) == [1, 3] and list(fig.data[1].x) == [1, 2, 3]
+
+
+def test_eskd_figure():
+    rows = [{"student": "s", "stop_epoch": 2, "arm": arm, "seed": s, "test_acc": 0.9, "curve": [0.5, 0.7, 0.8, 0.9]}
+            for arm in ts.ARMS for s in (0, 1)]
+    fig = eskd_figure(rows)
+    assert len(fig.data) == 3 and all(len(t.y) == 4 for t in fig.data)
+    assert fig.layout.shapes[0].x0 == 2.5
+    with pytest.raises(ValueError, match="stop_epoch=7"):
+        eskd_figure(rows, stop_epoch=7)
