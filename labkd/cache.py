@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -24,6 +25,7 @@ from labkd.paths import cache_dir
 
 SUFFIX = ".pt"
 FORMAT = 1
+KEY_PATTERN = re.compile(r"[0-9a-f]{20}")
 
 
 class CacheWarning(UserWarning):
@@ -58,7 +60,8 @@ def load(key: str) -> dict | None:
         if not isinstance(entry, dict) or entry.get("format") != FORMAT or "state_dict" not in entry:
             raise ValueError("not a labkd cache entry of this format")
     except Exception as error:  # truncated zip, pickle error, wrong format: retrain instead
-        warnings.warn(f"model cache file {path} is unusable ({type(error).__name__}: {error}); "
+        reason = (str(error).strip().splitlines() or [""])[0]
+        warnings.warn(f"model cache file {path} is unusable ({type(error).__name__}: {reason}); "
                       f"it will be retrained and replaced", CacheWarning, stacklevel=2)
         return None
     return entry
@@ -98,6 +101,8 @@ def list_entries() -> list[Entry]:
         return []
     entries = []
     for path in folder.glob(f"*{SUFFIX}"):
+        if not KEY_PATTERN.fullmatch(path.stem):  # not ours: never list or delete it
+            continue
         stat = path.stat()
         meta_path = path.with_suffix(".json")
         try:

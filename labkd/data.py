@@ -209,7 +209,7 @@ def _first_n(split: Split, n: int | None, argument: str, seed: int) -> Split:
 def load_data(
     name: str = "mnist",
     root: str | Path | None = None,
-    val_size: int = 5000,
+    val_size: int | None = None,
     split_seed: int = 0,
     device: torch.device | str = "cpu",
     download: bool = True,
@@ -221,7 +221,8 @@ def load_data(
         name: ``"mnist"``, ``"fashion_mnist"`` or ``"digits"`` (scikit-learn's 8x8 digits,
             bundled offline: 1,797 images, split 1,197 / 200 / 400).
         root: folder holding ``MNIST/raw`` etc.; default ``LABKD_DATA`` or ``<repo>/data``.
-        val_size: training images held out for validation (MNIST: 60k -> 55k + 5k).
+        val_size: training images held out for validation; default 5,000 (MNIST: 60k -> 55k + 5k),
+            200 for digits.
         split_seed: seed of the train/val permutation; the same seed, the same split.
         device: where the tensors live.
         download: try torchvision's download when the files are missing.
@@ -230,11 +231,14 @@ def load_data(
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+    if val_size is None:
+        val_size = 200 if name == "digits" else 5000
     if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size <= 0:
         raise ValueError(f"val_size must be a positive integer, got {val_size!r}")
-    folder = Path(root).expanduser() if root is not None else None
+    # Resolve the folder now, so a changed LABKD_DATA is honoured by the per-process cache.
+    folder = None if name == "digits" else (Path(root).expanduser() if root is not None else data_dir())
     try:
-        data = _load_cpu(name, None if folder is None else str(folder), val_size, split_seed, download)
+        data = _load_cpu(name, None if folder is None else str(folder.resolve()), val_size, split_seed, download)
     except DatasetNotFoundError as error:
         if not fallback:
             raise
@@ -387,12 +391,22 @@ def batches(
 
     Shuffling uses ``generator`` (or a new one seeded with ``seed``), so the order is
     reproducible. ``jitter`` > 0 shifts each image by up to that many pixels (batched).
+    Arguments are checked here, before the first batch is asked for.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    n = len(split)
+    if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
+        raise ValueError(f"jitter must be a non-negative integer (pixels), got {jitter!r}")
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    return _batches(split, batch_size, shuffle, generator, jitter, background, drop_last)
+
+
+def _batches(
+    split: Split, batch_size: int, shuffle: bool, generator: torch.Generator, jitter: int,
+    background: float | None, drop_last: bool,
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     order = order.to(split.x.device)
     stop = n - n % batch_size if drop_last and n >= batch_size else n

@@ -161,10 +161,8 @@ def fit(
     device = torch.device(device) if device is not None else default_device()
     data = data.to(device) if data.device != device else data
     model.to(device)
-    if teacher is not None:
+    if teacher is not None:  # frozen: eval mode, and only ever called under no_grad
         teacher.to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
 
     params = list(model.parameters())
     if config.loss == "hint":

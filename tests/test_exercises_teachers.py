@@ -1,0 +1,91 @@
+"""Exercises of lessons 04-05: the checkers pass the reference, catch each deliberate mistake with
+its own hint, and never crash on an unfilled or broken function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkd import metrics, solutions
+from labkd.exercises import check, get, run_checker
+from labkd.exercises import teachers as ex
+from labkd.models import build_model, num_parameters
+
+#: Each deliberate mistake and a phrase its hint must contain.
+EXPECTED_HINTS = {
+    "mlp_num_parameters": {
+        "_no_biases": "biases",
+        "_no_output_layer": "last layer",
+        "_first_hidden_only": "every hidden layer",
+    },
+    "calibration_error": {
+        "_unweighted": "weighted by the fraction",
+        "_signed": "absolute gap",
+        "_one_bin": "bin by bin",
+        "_true_class_probability": "predicted",
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_HINTS))
+def test_reference_solution_passes(name):
+    result = run_checker(name, get(name).solution)
+    assert result.passed, result.message
+    assert getattr(solutions, name) is get(name).solution
+
+
+@pytest.mark.parametrize("name, wrong", [(n, w) for n, hints in EXPECTED_HINTS.items() for w in hints])
+def test_each_wrong_answer_gets_its_own_hint(name, wrong):
+    answers = {f.__name__: f for f in get(name).wrong_answers}
+    assert set(answers) == set(EXPECTED_HINTS[name]), "every registered mistake has an expected hint"
+    result = run_checker(name, answers[wrong])
+    assert not result.passed
+    assert EXPECTED_HINTS[name][wrong] in result.message, result.message
+    others = [h for w, h in EXPECTED_HINTS[name].items() if w != wrong]
+    assert not any(h in result.message for h in others), f"the hint for {wrong} is not specific: {result.message}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_HINTS))
+def test_unfilled_and_crashing_functions_fail_gracefully(name):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Exercise 1: fill me in")
+
+    stub.__name__ = name
+    result = run_checker(name, stub)
+    assert not result.passed and "not done yet" in result.message and "Exercise 1" in result.message
+
+    def crashes(*args, **kwargs):
+        return [][1]
+
+    result = run_checker(name, crashes)
+    assert not result.passed and "IndexError" in result.message
+    assert check(stub, name=name, show=False) is get(name).solution
+    assert check(stub, name=name, solutions=True, show=False) is get(name).solution
+
+
+def test_wrong_return_types_are_explained():
+    assert "whole number" in run_checker("mlp_num_parameters", lambda i, h, c: "24790").message
+    assert "one number" in run_checker("calibration_error", lambda p, t, n=10: torch.zeros(3)).message
+    assert run_checker("mlp_num_parameters", lambda i, h, c: torch.tensor(ex.mlp_num_parameters(i, h, c))).passed
+
+
+def test_a_passing_function_is_returned_for_later_cells():
+    def mlp_num_parameters(input_size, hidden, num_classes):
+        sizes = [input_size, *hidden, num_classes]
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+    assert check(mlp_num_parameters, show=False) is mlp_num_parameters
+
+
+@pytest.mark.parametrize("hidden", [(30, 30), (1200, 1200), (10, 20, 30)])
+def test_parameter_reference_matches_torch(hidden):
+    assert ex.mlp_num_parameters(784, hidden, 10) == num_parameters(build_model("mlp", hidden=hidden))
+
+
+def test_calibration_reference_matches_the_library():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, 10, generator=gen) * 3
+    targets = torch.randint(0, 10, (500,), generator=gen)
+    for n_bins in (1, 10, 15):
+        ours = ex.calibration_error(torch.softmax(logits, 1), targets, n_bins)
+        assert ours == pytest.approx(metrics.expected_calibration_error(logits, targets, n_bins), abs=1e-6)
