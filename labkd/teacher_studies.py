@@ -819,3 +819,64 @@ def eskd_verdicts(rows: Sequence[Mapping]) -> list[str]:
         out.append(f"stop after epoch {k}: " + compare(values[ARMS[1]], values[ARMS[0]], "ESKD", "KD throughout")["verdict"])
         out.append(f"stop after epoch {k}: " + compare(values[ARMS[1]], values[ARMS[2]], "ESKD", "labels only")["verdict"])
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# "What we found": the papers' claims beside this run's numbers
+
+#: What the papers report, in words (their numbers are on ImageNet/CIFAR, not comparable to ours).
+PAPER = {
+    "size": "Cho & Hariharan 2019, ImageNet: a ResNet18 student distilled from ResNet34 ends up more accurate "
+            "than one distilled from the larger, more accurate ResNet50 or ResNet152.",
+    "mimic": "Cho & Hariharan 2019: small students are unable to mimic large teachers (the capacity gap).",
+    "assistant": "Mirzadeh et al. 2020, CIFAR-10/100: distilling through an intermediate-size teacher assistant "
+                 "beats distilling directly when the teacher-student gap is large.",
+    "sequence": "Cho & Hariharan 2019, ImageNet: a sequence of distillation steps did not help.",
+    "early_teacher": "Cho & Hariharan 2019: a teacher stopped early in its training is often a better teacher "
+                     "than the fully trained one.",
+    "eskd": "Cho & Hariharan 2019: stopping distillation early in the student's training (ESKD) and finishing "
+            "on the labels gives a better student than distilling all the way.",
+}
+
+
+def size_findings(rows: Sequence[Mapping], family: TeacherFamily, assistant_rows: Sequence[Mapping] | None = None) -> list[dict]:
+    """Lesson 04's claims, each with the paper's finding and this run's measurement in words."""
+    found = best_teachers(rows, family)
+    out = []
+    for f in found:
+        out.append({"claim": f"a bigger teacher is not always better (student {f['student']})", "paper": PAPER["size"],
+                    "this run": f"best teacher {f['best teacher']} ({f['student acc (best)']}); most accurate "
+                                f"teacher {f['most accurate teacher']} ({f['student acc (most accurate)']}). {f['verdict']}"})
+    smallest = min(dict.fromkeys(r["student"] for r in rows), key=lambda s: next(r["student_params"] for r in rows if r["student"] == s))
+    kl = sorted((s for s in summarize([r for r in rows if r["student"] == smallest and r["teacher"] != BASELINE],
+                                      ["teacher", "teacher_params"], "kl_T")), key=lambda s: s["teacher_params"])
+    if kl:
+        out.append({"claim": "small students cannot mimic large teachers", "paper": PAPER["mimic"],
+                    "this run": f"KL(teacher || student) at T for {smallest}: {kl[0]['mean']:.4f} from the smallest "
+                                f"teacher ({kl[0]['teacher']}), {kl[-1]['mean']:.4f} from the largest ({kl[-1]['teacher']})."})
+    if assistant_rows:
+        stats = {s["route"]: s for s in summarize(assistant_rows, ["route"])}
+        direct = stats["teacher → student"]
+        best_route = max((s for r, s in stats.items() if "TA" in r), key=lambda s: s["mean"])
+        verdict = compare(best_route["values"], direct["values"], "best assistant", "direct")["verdict"]
+        out.append({"claim": "a teacher assistant helps when the gap is large", "paper": f"{PAPER['assistant']} {PAPER['sequence']}",
+                    "this run": f"{best_route['route']}: {_pm(best_route)}; direct: {_pm(direct)}. {verdict}"})
+    return out
+
+
+def early_stopping_findings(summary: Mapping, eskd_rows: Sequence[Mapping] | None = None) -> list[dict]:
+    """Lesson 05's claims, each with the paper's finding and this run's measurement in words."""
+    out = [{"claim": "an early-stopped teacher can be a better teacher", "paper": PAPER["early_teacher"],
+            "this run": f"best teacher epoch {summary['best_epoch']} of {summary['final_epoch']}: student "
+                        f"{summary['student_acc_best']:.2%} vs {summary['student_acc_final']:.2%} from the final teacher "
+                        f"(teacher accuracy {summary['teacher_acc_best_epoch']:.2%} vs {summary['teacher_acc_final']:.2%}). "
+                        f"{summary['verdict']}"}]
+    if eskd_rows:
+        stats = {(s["stop_epoch"], s["arm"]): s for s in summarize(eskd_rows, ["stop_epoch", "arm"])}
+        for k in sorted({r["stop_epoch"] for r in eskd_rows}):
+            eskd, full = stats[(k, ARMS[1])], stats[(k, ARMS[0])]
+            verdict = compare(eskd["values"], full["values"], "ESKD", "KD throughout")["verdict"]
+            out.append({"claim": f"stopping distillation after student epoch {k} helps", "paper": PAPER["eskd"],
+                        "this run": f"ESKD {_pm(eskd)}, KD throughout {_pm(full)}, labels only "
+                                    f"{_pm(stats[(k, ARMS[2])])}. {verdict}"})
+    return out
