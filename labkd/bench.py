@@ -5,7 +5,8 @@ In one run it measures
 1. **peak**: the best float32 GFLOP/s of several 2048 x 2048 matmuls (torch's default threads);
 2. **labkd**: ``fit`` training Hinton's teacher (preset ``hinton_teacher``: 784-1200-1200-10, dropout
    0.2/0.5, SGD + Nesterov) on MNIST in memory, at :attr:`BenchSettings.batch_size` and at the
-   tutorial's batch size 128 (the course's own default);
+   tutorial's batch size 128 (the course's own default), and once without dropout (to show what
+   dropout costs: PyTorch's CPU dropout draws its mask with a slow ``bernoulli_``);
 3. **dataloader**: the same model and optimiser fed the way the PyTorch knowledge-distillation
    tutorial feeds its models: ``torchvision.datasets.MNIST`` with ``ToTensor`` + ``Normalize``, a
    ``DataLoader(batch_size=128, shuffle=True, num_workers=2)`` and ``loss.item()`` every step;
@@ -78,7 +79,7 @@ class BenchSettings:
     tutorial_workers: int = 2
     jitter: int = 2
     rounds: int = 2
-    seconds_per_case: float = 2.5
+    seconds_per_case: float = 2.0
     warmup_steps: int = 3
     min_steps: int = 5
     max_steps: int = 400
@@ -104,7 +105,7 @@ class BenchSettings:
             raise ValueError(f"min_steps ({self.min_steps}) must not exceed max_steps ({self.max_steps})")
 
 
-#: ``labkd bench --quick``: about 35 s on a quiet 2-core machine (must stay under 60 s).
+#: ``labkd bench --quick``: about 40 s on a 2-core machine (must stay under 60 s).
 QUICK = BenchSettings()
 #: ``labkd bench``: five longer rounds for steadier numbers (a few minutes).
 FULL = BenchSettings(rounds=5, seconds_per_case=6.0, peak_repeats=20, dataloader_warmup_batches=10,
@@ -484,6 +485,9 @@ def run(settings: BenchSettings = QUICK, data: Any | None = None, dataset_root: 
     student_flops = training_flops_per_sample(build_model(STUDENT_PRESET, shape, data.num_classes))
     cases: dict[str, Any] = {
         "labkd": FitCase("labkd", data, build_model(TEACHER_PRESET, shape, data.num_classes, seed=0), base),
+        "labkd_no_dropout": FitCase("labkd_no_dropout", data,
+                                    build_model(TEACHER_PRESET, shape, data.num_classes, seed=0, dropout=0.0,
+                                                input_dropout=0.0), base),
         "jitter": FitCase("jitter", data, build_model(TEACHER_PRESET, shape, data.num_classes, seed=0),
                           base.replace(jitter=settings.jitter)),
         "labkd_tutorial_batch": FitCase("labkd_tutorial_batch", data,
@@ -524,6 +528,10 @@ def run(settings: BenchSettings = QUICK, data: Any | None = None, dataset_root: 
         "train_gflops": train_gflops,
         "fraction_of_peak": _ratio(train_gflops, peak["gflops"]),
         "fraction_of_peak_6mac": _ratio(labkd_rate * teacher_flops["six_mac"] / 1e9, peak["gflops"]),
+        "labkd_no_dropout_samples_per_s": t["labkd_no_dropout"].best,
+        "fraction_of_peak_no_dropout": _ratio(t["labkd_no_dropout"].best * teacher_flops["executed"] / 1e9,
+                                              peak["gflops"]),
+        "dropout_slowdown": _ratio(t["labkd_no_dropout"].best, labkd_rate),
         "jitter_samples_per_s": t["jitter"].best,
         "jitter_slowdown": _ratio(labkd_rate, t["jitter"].best),
         "distill_samples_per_s": distill.timing.best,
@@ -585,9 +593,11 @@ def format_table(result: dict[str, Any]) -> str:
     ]
     flops = {"labkd": result["train_flops_per_sample"], "jitter": result["train_flops_per_sample"],
              "labkd_tutorial_batch": result["train_flops_per_sample"],
+             "labkd_no_dropout": result["train_flops_per_sample"],
              "dataloader": result["train_flops_per_sample"],
              "distill": result["models"]["student"]["executed"]}
     titles = {"labkd": "labkd fit (in-memory tensors)", "labkd_tutorial_batch": "labkd fit, tutorial batch",
+              "labkd_no_dropout": "labkd fit, teacher without dropout",
               "dataloader": "tutorial DataLoader", "jitter": f"labkd fit + jitter ±{result['settings']['jitter']}",
               "distill": "labkd distillation (student)"}
     for name, title in titles.items():
@@ -605,6 +615,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"speedup vs DataLoader  {result['speedup_vs_dataloader']:.2f}x "
         f"({result['speedup_vs_dataloader_same_batch']:.2f}x at the same batch size)",
         f"jitter slowdown        {result['jitter_slowdown']:.2f}x",
+        f"dropout slowdown       {result['dropout_slowdown']:.2f}x (fraction of peak without dropout "
+        f"{result['fraction_of_peak_no_dropout']:.2f})",
         f"teacher logits         {result['teacher_logits_samples_per_s']:.0f} samples/s (once per fit)",
     ]
     latency = result.get("widget_latency_ms") or {}

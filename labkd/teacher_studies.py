@@ -413,7 +413,7 @@ def best_teachers(rows: Sequence[Mapping], family: TeacherFamily) -> list[dict]:
         if best != most_accurate and most_accurate in kd:
             row["verdict"] = compare(kd[best]["values"], kd[most_accurate]["values"], best, most_accurate)["verdict"]
         else:
-            row["verdict"] = "the most accurate teacher is also the best teacher here."
+            row["verdict"] = "The most accurate teacher is also the best teacher here."
         out.append(row)
     return out
 
@@ -731,7 +731,7 @@ def early_stopping_summary(stats_rows: Sequence[Mapping], sweep_rows: Sequence[M
     result["teacher_acc_best_epoch"] = t_acc[t_epochs.index(best)] if best in t_epochs else float("nan")
     result["teacher_acc_final"] = t_acc[t_epochs.index(final)] if final in t_epochs else float("nan")
     if best == final:
-        result["verdict"] = f"the fully trained teacher (epoch {final}) gave the best student."
+        result["verdict"] = f"The fully trained teacher (epoch {final}) gave the best student."
     else:
         result["verdict"] = compare(values[best], values[final], f"teacher epoch {best}", f"teacher epoch {final}")["verdict"]
     if curves["baseline"] is not None:
@@ -848,8 +848,8 @@ def size_findings(rows: Sequence[Mapping], family: TeacherFamily, assistant_rows
                     "this run": f"best teacher {f['best teacher']} ({f['student acc (best)']}); most accurate "
                                 f"teacher {f['most accurate teacher']} ({f['student acc (most accurate)']}). {f['verdict']}"})
     smallest = min(dict.fromkeys(r["student"] for r in rows), key=lambda s: next(r["student_params"] for r in rows if r["student"] == s))
-    kl = sorted((s for s in summarize([r for r in rows if r["student"] == smallest and r["teacher"] != BASELINE],
-                                      ["teacher", "teacher_params"], "kl_T")), key=lambda s: s["teacher_params"])
+    kd_rows = [r for r in rows if r["student"] == smallest and r["teacher"] != BASELINE]
+    kl = sorted(summarize(kd_rows, ["teacher", "teacher_params"], "kl_T"), key=lambda s: s["teacher_params"]) if kd_rows else []
     if kl:
         out.append({"claim": "small students cannot mimic large teachers", "paper": PAPER["mimic"],
                     "this run": f"KL(teacher || student) at T for {smallest}: {kl[0]['mean']:.4f} from the smallest "
@@ -880,3 +880,21 @@ def early_stopping_findings(summary: Mapping, eskd_rows: Sequence[Mapping] | Non
                         "this run": f"ESKD {_pm(eskd)}, KD throughout {_pm(full)}, labels only "
                                     f"{_pm(stats[(k, ARMS[2])])}. {verdict}"})
     return out
+
+
+def findings_table(findings: Sequence[Mapping[str, str]]) -> go.Figure:
+    """The claim / paper / this-run rows of :func:`size_findings` or :func:`early_stopping_findings`
+    as a plotly table with wrapped text (the widest column for this run's numbers)."""
+    if not findings:
+        raise ValueError("findings is empty: nothing to tabulate")
+    columns = list(findings[0].keys())
+    widths = [1.0, 2.0, 3.0][: len(columns)] + [2.0] * max(0, len(columns) - 3)
+    fig = go.Figure(go.Table(
+        columnwidth=widths,
+        header=dict(values=[f"<b>{c}</b>" for c in columns], align="left"),
+        cells=dict(values=[[str(f.get(c, "")) for f in findings] for c in columns], align="left", height=24),
+    ))
+    # about 45 characters per line in the widest column at the default width: estimate the height
+    lines = sum(max(1, math.ceil(len(str(f.get(columns[-1], ""))) / 45)) for f in findings)
+    fig.update_layout(height=60 + 19 * lines + 12 * len(findings), margin=dict(l=5, r=5, t=5, b=5))
+    return fig

@@ -179,7 +179,8 @@ def test_run_reports_every_key_as_a_positive_number(result) -> None:
     for key in ("cpu", "cores", "torch", "torch_threads"):
         assert result["machine"][key]
     assert result["batch_size"] == TINY.batch_size
-    assert set(result["cases"]) == {"labkd", "jitter", "labkd_tutorial_batch", "distill", "dataloader"}
+    assert set(result["cases"]) == {"labkd", "labkd_no_dropout", "jitter", "labkd_tutorial_batch", "distill",
+                                     "dataloader"}
     for name, case in result["cases"].items():
         assert case["rounds"] == TINY.rounds, name
         assert case["median_samples_per_s"] <= case["best_samples_per_s"], name
@@ -194,6 +195,7 @@ def test_run_ratios_are_computed_from_their_parts(result) -> None:
     assert r["speedup_vs_dataloader"] == pytest.approx(r["labkd_samples_per_s"] / r["dataloader_samples_per_s"])
     assert r["speedup_vs_dataloader_same_batch"] == pytest.approx(
         r["labkd_tutorial_batch_samples_per_s"] / r["dataloader_samples_per_s"])
+    assert r["dropout_slowdown"] == pytest.approx(r["labkd_no_dropout_samples_per_s"] / r["labkd_samples_per_s"])
     assert r["jitter_slowdown"] == pytest.approx(r["labkd_samples_per_s"] / r["jitter_samples_per_s"])
     flops = r["train_flops_per_sample"]
     assert flops == bench.training_flops_per_sample(build_model("hinton_teacher"))["executed"]

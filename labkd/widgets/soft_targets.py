@@ -211,7 +211,8 @@ class SoftTargetPanel(Panel):
             self.figure.layout.annotations[0].text = f"test image #{i} · label {self.class_names[label]}"
             self.figure.layout.annotations[1].text = (f"soft target at T = {t:.2f}" if self.show_temperature
                                                       else "predicted probabilities")
-        self.readout.value = (f'<div style="font-size:15px;padding:2px 4px"><b>T = {t:.2f}</b> · '
+        prefix = f"<b>T = {t:.2f}</b> · " if self.show_temperature else ""
+        self.readout.value = (f'<div style="font-size:15px;padding:2px 4px">{prefix}'
                               f"{html.escape(entropy_text(p, self.class_names, label))}</div>")
 
 
