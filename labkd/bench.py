@@ -71,7 +71,9 @@ class BenchSettings:
     GEMMs run further from peak); ``tutorial_batch_size``/``tutorial_workers`` are the
     DataLoader baseline's settings. ``seconds_per_case`` is the target duration of one timed
     epoch of one case in one round (the step count is calibrated in the warm-up and clipped to
-    ``min_steps``..``max_steps``).
+    ``min_steps``..``max_steps``). Rounds after the first are skipped when the next one would end
+    after ``deadline_seconds`` from the start (None: no deadline), so a busy machine still
+    finishes ``--quick`` in time, with fewer rounds.
     """
 
     batch_size: int = 512
@@ -88,6 +90,7 @@ class BenchSettings:
     peak_repeats: int = 8
     dataloader_warmup_batches: int = 8
     widget_repeats: int = 15
+    deadline_seconds: float | None = 45.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "tutorial_batch_size", "rounds", "warmup_steps", "min_steps", "max_steps",
@@ -101,6 +104,9 @@ class BenchSettings:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if not (isinstance(self.seconds_per_case, (int, float)) and self.seconds_per_case > 0):
             raise ValueError(f"seconds_per_case must be a positive number, got {self.seconds_per_case!r}")
+        if self.deadline_seconds is not None and not (
+                isinstance(self.deadline_seconds, (int, float)) and self.deadline_seconds > 0):
+            raise ValueError(f"deadline_seconds must be a positive number or None, got {self.deadline_seconds!r}")
         if self.min_steps > self.max_steps:
             raise ValueError(f"min_steps ({self.min_steps}) must not exceed max_steps ({self.max_steps})")
 
@@ -109,7 +115,7 @@ class BenchSettings:
 QUICK = BenchSettings()
 #: ``labkd bench``: five longer rounds for steadier numbers (a few minutes).
 FULL = BenchSettings(rounds=5, seconds_per_case=6.0, peak_repeats=20, dataloader_warmup_batches=10,
-                     widget_repeats=50)
+                     widget_repeats=50, deadline_seconds=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,6 +145,13 @@ def training_flops_per_sample(model: nn.Module) -> dict[str, int]:
     return {"macs": macs, "executed": 6 * macs - 2 * first, "six_mac": 6 * macs}
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, torch version and threads, BLAS, Python."""
     cpu = platform.processor() or platform.machine()
@@ -150,14 +163,10 @@ def machine_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        usable = os.cpu_count()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": _usable_cores(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
@@ -219,6 +228,19 @@ class CaseTiming:
     steps: int = 0
     samples: list[int] = dataclasses.field(default_factory=list)
     seconds: list[float] = dataclasses.field(default_factory=list)
+    cpu_seconds: list[float] = dataclasses.field(default_factory=list)
+
+    def add(self, samples: int, seconds: float, cpu_seconds: float) -> None:
+        self.samples.append(samples)
+        self.seconds.append(seconds)
+        self.cpu_seconds.append(cpu_seconds)
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU time this process got per second and usable core over the rounds: near 1 when the
+        machine was ours, lower when other processes took cores (DataLoader workers not counted)."""
+        cores = _usable_cores()
+        return sum(self.cpu_seconds) / max(sum(self.seconds), 1e-12) / cores
 
     @property
     def rates(self) -> list[float]:
@@ -236,7 +258,7 @@ class CaseTiming:
     def to_dict(self) -> dict[str, Any]:
         return {"batch_size": self.batch_size, "steps_per_round": self.steps, "rounds": len(self.seconds),
                 "best_samples_per_s": self.best, "median_samples_per_s": self.median,
-                "seconds": [round(s, 4) for s in self.seconds]}
+                "seconds": [round(s, 4) for s in self.seconds], "cpu_share": round(self.cpu_share, 3)}
 
 
 class FitCase:
@@ -286,9 +308,9 @@ class FitCase:
         self.teacher_logits = self._logits(self.subset)
 
     def run_round(self) -> None:
+        cpu = time.process_time()
         seconds = self._fit(self.subset, self.teacher_logits)
-        self.timing.samples.append(len(self.subset.train))
-        self.timing.seconds.append(seconds)
+        self.timing.add(len(self.subset.train), seconds, time.process_time() - cpu)
 
 
 class DataLoaderCase:
@@ -330,11 +352,11 @@ class DataLoaderCase:
         available = len(self.loader) - 1  # the last batch may be short
         warmup = min(settings.dataloader_warmup_batches, max(0, available - settings.min_steps))
         samples = steps = 0
-        start = 0.0
+        start = cpu = 0.0
         try:
             for i, (inputs, labels) in enumerate(iterator):
                 if i == warmup:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                 inputs, labels = inputs.to(device), labels.to(device)
                 optimizer.zero_grad()
                 outputs = model(inputs)
@@ -348,11 +370,10 @@ class DataLoaderCase:
                     done = time.perf_counter() - start >= settings.seconds_per_case and steps >= settings.min_steps
                     if done or i + 1 >= available:
                         break
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         finally:
             del iterator  # shuts the workers down before the next case runs
-        self.timing.samples.append(samples)
-        self.timing.seconds.append(seconds)
+        self.timing.add(samples, seconds, cpu)
         self.timing.steps = max(self.timing.steps, steps)
 
 
@@ -467,7 +488,11 @@ def run(settings: BenchSettings = QUICK, data: Any | None = None, dataset_root: 
     from labkd.paths import data_dir
     from labkd.train import TrainConfig
 
-    say = log or (lambda line: None)
+    say0 = log or (lambda line: None)
+
+    def say(line: str) -> None:
+        say0(f"[{time.perf_counter() - began:5.1f} s] {line}")
+
     began = time.perf_counter()
     load_start = load_average()
     if data is None:
@@ -502,13 +527,21 @@ def run(settings: BenchSettings = QUICK, data: Any | None = None, dataset_root: 
     for name, case in cases.items():
         say(f"warm-up: {name}")
         case.prepare(settings)
+    rounds_run, last_round = 0, 0.0
     for r in range(settings.rounds):
+        round_start = time.perf_counter()
+        if r > 0 and settings.deadline_seconds is not None and (
+                round_start - began + last_round > settings.deadline_seconds):
+            say(f"skipping rounds {r + 1}..{settings.rounds}: they would pass the {settings.deadline_seconds:g} s deadline")
+            break
         for name, case in cases.items():
             say(f"round {r + 1}/{settings.rounds}: {name}")
             if isinstance(case, DataLoaderCase):
                 case.run_round(settings)
             else:
                 case.run_round()
+        rounds_run += 1
+        last_round = time.perf_counter() - round_start
 
     t = {name: case.timing for name, case in cases.items()}
     labkd_rate, loader_rate = t["labkd"].best, t["dataloader"].best
@@ -517,6 +550,7 @@ def run(settings: BenchSettings = QUICK, data: Any | None = None, dataset_root: 
     result: dict[str, Any] = {
         "quick": settings == QUICK,
         "batch_size": b,
+        "rounds": rounds_run,
         "peak_gflops": peak["gflops"],
         "labkd_samples_per_s": labkd_rate,
         "labkd_tutorial_batch_samples_per_s": t["labkd_tutorial_batch"].best,
@@ -587,9 +621,10 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"labkd bench{' --quick' if result.get('quick') else ''}: {m['cpu']}, {m['usable_cores']} cores, "
         f"torch {m['torch']} ({m['torch_threads']} threads, {m['cpu_capability']})",
-        f"load average at start {result['load_average_start']}, at end {result['load_average_end']}",
+        f"load average at start {result['load_average_start']}, at end {result['load_average_end']} "
+        f"(cpu share: this process's CPU time per second and core; below ~0.9 other processes took cores)",
         "",
-        f"{'case':<34}{'batch':>6}{'samples/s':>11}{'median':>10}{'GFLOP/s':>10}",
+        f"{'case':<36}{'batch':>6}{'samples/s':>11}{'median':>10}{'GFLOP/s':>10}{'cpu share':>11}",
     ]
     flops = {"labkd": result["train_flops_per_sample"], "jitter": result["train_flops_per_sample"],
              "labkd_tutorial_batch": result["train_flops_per_sample"],
@@ -603,8 +638,8 @@ def format_table(result: dict[str, Any]) -> str:
     for name, title in titles.items():
         c = cases[name]
         gflops = c["best_samples_per_s"] * flops[name] / 1e9
-        lines.append(f"{title:<34}{c['batch_size']:>6}{c['best_samples_per_s']:>11.0f}"
-                     f"{c['median_samples_per_s']:>10.0f}{gflops:>10.1f}")
+        lines.append(f"{title:<36}{c['batch_size']:>6}{c['best_samples_per_s']:>11.0f}"
+                     f"{c['median_samples_per_s']:>10.0f}{gflops:>10.1f}{c['cpu_share']:>11.2f}")
     peak = result["peak"]
     lines += [
         "",

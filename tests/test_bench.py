@@ -18,13 +18,23 @@ from labkd.models import build_model
 TINY = bench.BenchSettings(
     batch_size=32, tutorial_batch_size=16, tutorial_workers=0, rounds=2, seconds_per_case=0.01,
     warmup_steps=1, min_steps=2, max_steps=3, n_eval=16, peak_size=64, peak_repeats=2,
-    dataloader_warmup_batches=1, widget_repeats=3,
+    dataloader_warmup_batches=1, widget_repeats=3, deadline_seconds=None,
 )
 
 REQUIRED = (
     "peak_gflops", "labkd_samples_per_s", "dataloader_samples_per_s", "speedup_vs_dataloader",
     "fraction_of_peak", "jitter_slowdown", "distill_samples_per_s", "batch_size",
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a busy machine every parallel op of two threads waits for a core,
+    which makes these (structure, not speed) tests many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +116,8 @@ def test_settings_are_checked() -> None:
         bench.BenchSettings(min_steps=10, max_steps=5)
     with pytest.raises(ValueError, match="seconds_per_case"):
         bench.BenchSettings(seconds_per_case=-1)
+    with pytest.raises(ValueError, match="deadline_seconds"):
+        bench.BenchSettings(deadline_seconds=0)
 
 
 def test_check_targets_compares_with_the_bounds() -> None:
@@ -187,6 +199,7 @@ def test_run_reports_every_key_as_a_positive_number(result) -> None:
     assert result["cases"]["dataloader"]["batch_size"] == TINY.tutorial_batch_size
     assert result["cases"]["labkd"]["batch_size"] == TINY.batch_size
     assert set(result["targets"]) == {"speedup_vs_dataloader", "fraction_of_peak", "jitter_slowdown"}
+    assert result["rounds"] == TINY.rounds
 
 
 def test_run_ratios_are_computed_from_their_parts(result) -> None:
@@ -213,12 +226,14 @@ def test_run_result_is_json_and_formats_as_a_table(result) -> None:
 
 def test_main_prints_one_json_object(monkeypatch, capsys, mnist) -> None:
     real_run = bench.run
-    monkeypatch.setattr(bench, "QUICK", dataclasses.replace(TINY, rounds=1))
+    # a deadline already passed after the first round: the second round is skipped
+    monkeypatch.setattr(bench, "QUICK", dataclasses.replace(TINY, rounds=2, deadline_seconds=1e-6))
     monkeypatch.setattr(bench, "run", lambda settings, log=None: real_run(settings, data=mnist, widgets=False, log=log))
     assert bench.main(quick=True, as_json=True) == 0
     out = capsys.readouterr().out
     parsed = json.loads(out)  # exactly one object: json.loads rejects trailing text
-    assert parsed["quick"] is True and parsed["settings"]["rounds"] == 1
+    assert parsed["quick"] is True and parsed["rounds"] == 1 and parsed["settings"]["rounds"] == 2
+    assert all(case["rounds"] == 1 for case in parsed["cases"].values())
     assert parsed["speedup_vs_dataloader"] > 0
 
 

@@ -87,6 +87,7 @@ def test_transfer_set_cuts_only_when_smaller(data):
 
 def test_configs_are_validated():
     assert ts.kd_config(fast=True).loss == "distillation"
+    assert ts.kd_config(fast=False).lr == ts.STUDENT_LR and ts.kd_config(fast=False, lr=0.05).lr == 0.05
     assert ts.teacher_config(fast=False).epochs > ts.teacher_config(fast=True).epochs
     assert ts.teacher_config(fast=True, checkpoints=True).checkpoints
     with pytest.raises(ValueError, match="temperature"):
