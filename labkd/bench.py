@@ -352,11 +352,10 @@ class DataLoaderCase:
         available = len(self.loader) - 1  # the last batch may be short
         warmup = min(settings.dataloader_warmup_batches, max(0, available - settings.min_steps))
         samples = steps = 0
-        start = cpu = 0.0
+        # the clock starts once the warm-up batches are done, so it covers every timed batch's fetch
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             for i, (inputs, labels) in enumerate(iterator):
-                if i == warmup:
-                    start, cpu = time.perf_counter(), time.process_time()
                 inputs, labels = inputs.to(device), labels.to(device)
                 optimizer.zero_grad()
                 outputs = model(inputs)
@@ -364,6 +363,8 @@ class DataLoaderCase:
                 loss.backward()
                 optimizer.step()
                 self.running_loss += loss.item()
+                if i == warmup - 1:
+                    start, cpu = time.perf_counter(), time.process_time()
                 if i >= warmup:
                     samples += len(labels)
                     steps += 1
