@@ -38,27 +38,33 @@ def fitnet(data, teacher, config):
 
 
 def test_plan_fast_and_full() -> None:
-    assert FAST.seeds == (0,) and FAST.epochs == FAST.stage1_epochs == FAST.teacher_epochs == 1
-    assert FAST.n_train is None
+    assert FAST.seeds == (0,) and FAST.epochs == FAST.stage1_epochs == 1
+    assert FAST.n_train is None and FAST.n_val is None
     full = fitnets.plan(fast=False, seeds=3, seed=5)
-    assert full.seeds == (5, 6, 7) and full.epochs > 1
+    assert full.seeds == (5, 6, 7) and full.epochs > 1 and full.n_train is not None
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="seeds"):
             fitnets.plan(fast=False, seeds=bad)
+    with pytest.raises(ValueError, match="n_train"):
+        fitnets.plan(fast=False, n_train=0)
 
 
 def test_lesson_data_cuts_only_the_training_split(data) -> None:
     cut = fitnets.lesson_data(data, fitnets.plan(fast=False, n_train=100))
     assert len(cut.train) == 100 and len(cut.test) == len(data.test) and len(cut.val) == len(data.val)
+    assert torch.equal(cut.test.x, data.test.x)
     assert fitnets.lesson_data(data, FAST) is data
     assert fitnets.lesson_data(data, fitnets.plan(fast=False, n_train=10**6)) is data
 
 
 def test_the_student_is_deeper_and_has_fewer_parameters() -> None:
-    rows = fitnets.model_table(build_model(fitnets.TEACHER), build_model(fitnets.STUDENT))
+    rows = fitnets.model_table(fitnets.build_teacher(), fitnets.build_student())
     teacher, student = rows
     assert student["conv layers"] > teacher["conv layers"]
     assert student["params"] < teacher["params"] / 2
+    # the default hint and guided layers give maps of the same size: a 1x1 regressor suffices
+    t, s = fitnets.build_teacher().feature_shape(fitnets.HINT_LAYER), fitnets.build_student().feature_shape(fitnets.GUIDED_LAYER)
+    assert t[1:] == s[1:] and t[0] > s[0]
 
 
 # --- the two stages --------------------------------------------------------------------------
@@ -135,7 +141,7 @@ def test_compare_methods_rows(data, teacher, config, fitnet) -> None:
 
 
 def test_every_method_starts_from_the_same_weights(data, config) -> None:
-    a = build_model(fitnets.STUDENT, data.input_shape, data.num_classes, seed=config.seed)
+    a = fitnets.build_student(data.input_shape, data.num_classes, seed=config.seed)
     b = build_model(fitnets.STUDENT, data.input_shape, data.num_classes, seed=config.seed)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), name

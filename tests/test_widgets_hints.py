@@ -57,15 +57,13 @@ def test_browser_update_is_fast(browser) -> None:
 
 
 def test_regressor_summary() -> None:
-    from labkd.models import build_model
-
-    teacher, student = build_model(fitnets.TEACHER), build_model(fitnets.STUDENT)
-    text, n = hints.regressor_summary(student, teacher, "conv3", "conv1")
-    assert "1x1 convolution" in text and n == 16 * 64 + 64
-    text, n = hints.regressor_summary(student, teacher, "conv4", "conv1")
-    assert "upsample" in text and n == 32 * 64 + 64
-    text, n = hints.regressor_summary(student, teacher, "conv1", "conv2")
-    assert "22x22" in text and n > 100_000
+    teacher, student = fitnets.build_teacher(), fitnets.build_student()  # 28x28 inputs
+    text, n = hints.regressor_summary(student, teacher, "conv4", "conv2")  # (32, 7, 7) -> (64, 7, 7)
+    assert "1x1 convolution" in text and n == 32 * 64 + 64
+    text, n = hints.regressor_summary(student, teacher, "conv4", "conv1")  # (32, 7, 7) -> (32, 14, 14)
+    assert "upsample" in text and n == 32 * 32 + 32
+    text, n = hints.regressor_summary(student, teacher, "conv1", "conv3")  # (16, 28, 28) -> (128, 7, 7)
+    assert "22x22" in text and n == 16 * 128 * 22 * 22 + 128
 
 
 def test_pair_panel_starts_with_the_baselines(setup) -> None:
@@ -75,15 +73,15 @@ def test_pair_panel_starts_with_the_baselines(setup) -> None:
     assert list(bar.x)[:2] == ["scratch", "KD"] and len(bar.x) == 3
     assert list(bar.y) == pytest.approx([100 * r["accuracy"] for r in rows])
     assert panel.guided.options == tuple(f"conv{i}" for i in range(1, 7))
-    assert panel.hint.options == ("conv1", "conv2")
+    assert panel.hint.options == ("conv1", "conv2", "conv3")
+    assert (panel.guided.value, panel.hint.value) == (fitnets.GUIDED_LAYER, fitnets.HINT_LAYER)
     assert "1x1 convolution" in panel.status.value
 
 
 def test_pair_panel_warns_about_a_huge_regressor(setup) -> None:
     data, teacher, config, rows, _ = setup
     panel = hints.HintPairPanel(data, teacher, config, rows, progress=False)
-    panel.guided.value = "conv1"
-    panel.hint.value = "conv2"
+    panel.guided.value, panel.hint.value = "conv1", "conv3"  # (16, 8, 8) -> (128, 2, 2): a 7x7 kernel
     assert "more parameters than the whole student" in panel.status.value
     panel.guided.value, panel.hint.value = "conv4", "conv1"  # 2x2 maps -> 4x4 maps (digits are 8x8)
     assert "more parameters" not in panel.status.value and "upsample" in panel.status.value
@@ -93,10 +91,10 @@ def test_pair_panel_warns_about_a_huge_regressor(setup) -> None:
 def test_pair_panel_trains_a_new_pair_and_adds_a_bar(setup) -> None:
     data, teacher, config, rows, _ = setup
     panel = hints.HintPairPanel(data, teacher, config, rows, progress=False)
-    panel.guided.value, panel.hint.value, panel.epochs.value = "conv4", "conv2", 1
+    panel.guided.value, panel.hint.value, panel.epochs.value = "conv3", "conv1", 1
     result = panel.train()
     bar = panel.figure.data[0]
-    assert list(bar.x)[-1] == "conv4←conv2, 1 ep" and len(bar.x) == 4
+    assert list(bar.x)[-1] == "conv3←conv1, 1 ep" and len(bar.x) == 4
     assert bar.y[-1] == pytest.approx(100 * result.final())
     assert panel.bar.value == 2 and not panel.button.disabled
     assert "Done" in panel.status.value

@@ -133,3 +133,13 @@ def test_train_button_adds_a_cell_through_the_cache(tmp_path, monkeypatch):
     assert len(panel.figure.data[0].y) == 1 and "done" in panel.train_status.value
     with pytest.raises(ValueError, match="alpha"):
         panel.train_cell(2.0, 1.5)
+
+
+def test_benchmark_cases_run_for_labkd_bench():
+    from labkd.widgets import sweep
+
+    cases = sweep.benchmark_cases()
+    assert set(cases) == {"temperature", "student", "t2_scaling"}
+    for fn in cases.values():
+        fn()
+        fn()

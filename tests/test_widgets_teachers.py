@@ -53,7 +53,7 @@ def grid(data, family, kd):
 
 def test_teacher_size_figure(family, grid):
     fig = teacher_size_figure(family.rows, grid, "64-8-8-10")
-    assert len(fig.data) == 6 and fig.layout.xaxis2.type == "log"
+    assert len(fig.data) == 7 and fig.layout.xaxis2.type == "log"
     teacher, student, best = fig.data[0], fig.data[4], fig.data[5]
     assert list(teacher.x) == sorted(r["params"] for r in family.rows)
     assert len(student.y) == 2 and best.y[0] == max(student.y)
@@ -76,6 +76,7 @@ def test_teacher_size_panel_switches_and_trains(data, family, grid, kd):
     print(f"\nteacher-size panel redraw: {panel.last_update_ms:.1f} ms")
     assert panel.last_update_ms < SANITY_MS
     assert len(panel.figure.data[4].y or ()) == 0 and len(panel.figure.data[0].y) == 2
+    assert "not trained yet" in panel.figure.data[6].text[0]
     assert not panel.train_button.disabled and panel.missing_runs() == 3
     assert "not trained yet" in panel.status.value
 
@@ -83,6 +84,7 @@ def test_teacher_size_panel_switches_and_trains(data, family, grid, kd):
     assert panel.missing_runs() == 0 and panel.train_button.disabled
     assert panel.progress.value == panel.progress.max == 3
     assert len(panel.figure.data[4].y) == 2 and "64-12-12-10" in panel.figure.layout.annotations[1].text
+    assert len(panel.figure.data[6].text or ()) == 0
     assert any("64-12-12-10" in label and "not trained" not in label for label, _ in panel.picker.options)
 
     panel.select(8)

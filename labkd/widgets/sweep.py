@@ -307,3 +307,47 @@ def _closest(control: widgets.ValueWidget, wanted: float, argument: str) -> floa
         if math.isclose(v, wanted, rel_tol=1e-6):
             return v
     raise ValueError(f"{argument}={wanted:g} is not in the grid; choose one of {[_fmt(v) for v in values]}")
+
+
+# --- labkd bench ---------------------------------------------------------------------------------
+
+
+def _synthetic_result(temperatures=(1, 2, 3, 4, 8, 20), alphas=(0.5, 0.9, 1.0), seeds=3, epochs=10) -> SweepResult:
+    """A result the size of the lesson's full grid, with made-up histories (no training)."""
+    from labkd.sweeps import STUDENTS, SweepRow
+
+    rng = np.random.default_rng(0)
+
+    def row(student: str, t: float | None, a: float, seed: int, scale: bool = True) -> SweepRow:
+        acc = 0.9 + 0.05 * (1 - np.exp(-np.arange(1, epochs + 1) / 3)) + rng.normal(0, 0.002, epochs)
+        history = [{"epoch": e + 1, "loss": 1.0, "train_acc": float(acc[e]), "val_acc": float(acc[e]),
+                    "test_acc": float(acc[e]), "seconds": float(e)} for e in range(epochs)]
+        return SweepRow(student, t, a, seed, scale, history, 10_000, 5.0, True, "synthetic")
+
+    rows = []
+    for student in STUDENTS:
+        for seed in range(seeds):
+            rows.append(row(student, None, 0.0, seed))
+            rows += [row(student, t, a, seed) for t in temperatures for a in alphas]
+    rows += [row("800-800", t, 0.9, seed, False) for t in temperatures for seed in range(seeds)]
+    return SweepResult(rows, dict(STUDENTS))
+
+
+def benchmark_cases() -> dict:
+    """Panel callbacks for ``labkd bench``, on a synthetic result the size of the full lesson's grid."""
+    panel = SweepPanel(_synthetic_result())
+    temps = [v for _, v in panel.temperature.options]
+    state = {"i": 0}
+
+    def next_temperature() -> None:
+        state["i"] += 1
+        panel.temperature.value = temps[state["i"] % len(temps)]
+
+    def next_student() -> None:  # also redraws the heatmap
+        panel.student.value = "30-30" if panel.student.value == "800-800" else "800-800"
+
+    def toggle_scaling() -> None:
+        panel.student.value = "800-800"
+        panel.scale.value = not panel.scale.value
+
+    return {"temperature": next_temperature, "student": next_student, "t2_scaling": toggle_scaling}

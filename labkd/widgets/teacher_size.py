@@ -18,6 +18,7 @@ import html
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -70,6 +71,7 @@ class TeacherSizePanel(Panel):
                             subplot_titles=("teacher test accuracy", "student"))
         self.figure = figure_widget(fig)
         _size_traces(self.figure)
+        self._drawn = False
         self.figure.add_class("labkd-teacher-size-plot")
         self.update()
 
@@ -126,7 +128,8 @@ class TeacherSizePanel(Panel):
     def update(self) -> None:
         """Summarize the rows of the chosen student and refill the figure's traces in place."""
         curves = size_curves(self.family.rows, self.rows, self.student)
-        fill_size_figure(self.figure, curves, self.student)
+        fill_size_figure(self.figure, curves, self.student, teachers=not self._drawn)
+        self._drawn = True
         missing = self.missing_runs()
         self.train_button.disabled = missing == 0
         self.train_button.description = "all runs trained" if missing == 0 else f"Train {missing} runs (cached)"
@@ -213,7 +216,8 @@ def teacher_size_figure(family_rows: Sequence[Mapping], rows: Sequence[Mapping],
 
 
 def _size_traces(fig: go.Figure) -> None:
-    """Add the six traces (in a fixed order) that :func:`fill_size_figure` updates in place."""
+    """Add the seven traces (in a fixed order) that :func:`fill_size_figure` updates in place:
+    teachers, baseline band (low, high), baseline, students, best teacher, placeholder text."""
     hover = "%{text}<br>%{x:,} params<br>%{y:.2%}<extra></extra>"
     fig.add_trace(go.Scatter(name="teacher", mode="lines+markers", marker_color=COLOURS["teacher"],
                              hovertemplate=hover, error_y=dict(type="data", visible=True)), row=1, col=1)
@@ -228,34 +232,39 @@ def _size_traces(fig: go.Figure) -> None:
     fig.add_trace(go.Scatter(name="best teacher for this student", mode="markers",
                              marker=dict(symbol="star", size=16, color=COLOURS["best"]),
                              hovertemplate="best: %{text}<br>%{y:.2%}<extra></extra>"), row=2, col=1)
+    fig.add_trace(go.Scatter(name="placeholder", mode="text", showlegend=False, hoverinfo="skip",
+                             textfont=dict(size=15, color="#888")), row=2, col=1)
     fig.update_xaxes(type="log", title_text="teacher parameters (log scale)", row=2, col=1)
     fig.update_xaxes(type="log", row=1, col=1)
     fig.update_yaxes(tickformat=".1%")
     fig.update_layout(height=560, margin=dict(l=60, r=20, t=40, b=50), legend=dict(orientation="h", y=-0.15))
 
 
-def fill_size_figure(fig: go.Figure, curves: Mapping, student: str) -> None:
-    """Put ``curves`` (from :func:`size_curves`) into the six traces of ``fig`` in place."""
+def fill_size_figure(fig: go.Figure, curves: Mapping, student: str, teachers: bool = True) -> None:
+    """Put ``curves`` (from :func:`size_curves`) into the traces of ``fig`` in place.
+
+    Plain attribute assignments inside one batch update: the panel redraws in a few
+    milliseconds. ``teachers=False`` leaves the (unchanging) teacher curve alone."""
     xs = curves["teacher_x"] + curves["student_x"]
     span = [min(xs) / 1.5, max(xs) * 1.5] if xs else [1, 10]
     base = curves["baseline"]
+    best = curves["best"]
     with _batch(fig):
         t = fig.data
-        t[0].update(x=curves["teacher_x"], y=curves["teacher_y"], text=curves["teacher_names"],
-                    error_y=dict(array=curves["teacher_err"]))
-        if base is None:
-            for i in (1, 2, 3):
-                t[i].update(x=[], y=[])
-        else:
-            m, s = base
-            t[1].update(x=span, y=[m - s] * 2)
-            t[2].update(x=span, y=[m + s] * 2)
-            t[3].update(x=span, y=[m] * 2)
-        t[4].update(x=curves["student_x"], y=curves["student_y"], text=curves["student_names"],
-                    error_y=dict(array=curves["student_err"]))
-        best = curves["best"]
-        t[5].update(x=[] if best is None else [best[0]], y=[] if best is None else [best[1]],
-                    text=[] if best is None else [best[2]])
+        if teachers:
+            t[0].x, t[0].y, t[0].text = curves["teacher_x"], curves["teacher_y"], curves["teacher_names"]
+            t[0].error_y.array = curves["teacher_err"]
+        m, s = base if base is not None else (None, None)
+        t[1].x, t[1].y = (span, [m - s] * 2) if base is not None else ([], [])
+        t[2].x, t[2].y = (span, [m + s] * 2) if base is not None else ([], [])
+        t[3].x, t[3].y = (span, [m] * 2) if base is not None else ([], [])
+        t[4].x, t[4].y, t[4].text = curves["student_x"], curves["student_y"], curves["student_names"]
+        t[4].error_y.array = curves["student_err"]
+        t[5].x, t[5].y, t[5].text = ([best[0]], [best[1]], [best[2]]) if best is not None else ([], [], [])
+        empty = not curves["student_x"] and base is None
+        middle = float(np.sqrt(span[0] * span[1]))
+        t[6].x, t[6].y = ([middle], [0.5]) if empty else ([], [])
+        t[6].text = [f"{student}: not trained yet — press Train"] if empty else []
         fig.layout.annotations[1].text = f"student {student}: test accuracy"
 
 
