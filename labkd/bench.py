@@ -533,7 +533,8 @@ def run(settings: BenchSettings = QUICK, data: Any | None = None, dataset_root: 
         round_start = time.perf_counter()
         if r > 0 and settings.deadline_seconds is not None and (
                 round_start - began + last_round > settings.deadline_seconds):
-            say(f"skipping rounds {r + 1}..{settings.rounds}: they would pass the {settings.deadline_seconds:g} s deadline")
+            say(f"skipping rounds {r + 1}..{settings.rounds}: "
+                f"they would pass the {settings.deadline_seconds:g} s deadline")
             break
         for name, case in cases.items():
             say(f"round {r + 1}/{settings.rounds}: {name}")

@@ -285,3 +285,37 @@ def test_tables(grid, family):
     assert "%" in fig.data[0].cells.values[1][0]
     table = ts.teacher_table(family)
     assert list(table.data[0].cells.values[0]) == ["64-16-16-10", "64-64-64-10"]
+
+
+def test_findings_and_readings(data, family, grid, kd):
+    findings = ts.size_findings(grid, family)
+    assert [f["claim"] for f in findings][0].startswith("a bigger")
+    assert all(set(f) == {"claim", "paper", "this run"} for f in findings)
+    assert findings[0]["this run"].count("<br>") == 0  # one student: one line
+    assert "KL" in findings[1]["this run"]
+    reading = ts.size_reading(grid, family)
+    assert "spread" in reading or "claim" in reading
+    fig = ts.findings_table(findings)
+    assert fig.data[0].type == "table" and fig.layout.height > 60
+    with pytest.raises(ValueError, match="empty"):
+        ts.findings_table([])
+
+
+def test_readings_follow_the_numbers():
+    stats = [{"seed": s, "epoch": e, "test_acc": 0.9 + e / 100, "entropy_T": 2.0 / e, "ece": 0.01}
+             for s in (0, 1) for e in (1, 2, 3)]
+    late = [{"seed": s, "teacher_epoch": e, "test_acc": 0.90 + e / 100 + s / 1000} for s in (0, 1) for e in (1, 2, 3)]
+    early = [{"seed": s, "teacher_epoch": e, "test_acc": {1: 0.99, 2: 0.95, 3: 0.93}[e] + s / 1000}
+             for s in (0, 1) for e in (1, 2, 3)]
+    assert ts.early_stopping_reading(ts.early_stopping_summary(stats, late), stats).startswith("The fully trained")
+    text = ts.early_stopping_reading(ts.early_stopping_summary(stats, early), stats)
+    assert text.startswith("An earlier checkpoint (epoch 1)") and "2.00 vs 0.67 nats" in text
+    findings = ts.early_stopping_findings(ts.early_stopping_summary(stats, early))
+    assert "best teacher epoch 1 of 3" in findings[0]["this run"]
+
+
+def test_checkpoint_stats_sample_of_transfer_images(data, checkpointed):
+    few = ts.checkpoint_stats({0: checkpointed[0]}, data, epochs=[3], n_transfer_images=100)[0]
+    every = ts.checkpoint_stats({0: checkpointed[0]}, data, epochs=[3], n_transfer_images=None)[0]
+    assert few["test_acc"] == every["test_acc"] and few["ece"] == every["ece"]
+    assert few["entropy_T"] != every["entropy_T"] and abs(few["entropy_T"] - every["entropy_T"]) < 0.3
