@@ -405,6 +405,12 @@ def findings(logits: Tensor, targets: Tensor, class_names: Sequence[str], pair_t
                  "this run": ", ".join(f"{h:.2f}" for h in entropies),
                  "Hinton et al. 2015": f"not reported (a one-hot label: 0; uniform: {math.log2(logits.shape[1]):.2f}); "
                                        f"MNIST distilled at T = {PAPER['distillation_temperature']}"})
+    specific = [within_class_information(logits, y, t) for t in temps]
+    rows.append({"quantity": "image-specific information (bits, KL to the class mean) at "
+                             + ", ".join(f"T = {t:g}" for t in temps),
+                 "this run": ", ".join(f"{v:.3f}" for v in specific),
+                 "Hinton et al. 2015": "not measured; the paper argues that high-entropy soft targets give "
+                                       "\"much more information per training case\" than hard targets"})
     return rows
 
 

@@ -288,8 +288,10 @@ def compare_methods(
     """Train the student three ways for every seed: labels only, KD, hints + KD.
 
     Every method starts from the same initial weights for a given seed. Returns one row per
-    (method, seed): ``{method, seed, accuracy, params, seconds}`` (test accuracy; seconds of
-    training, both stages for hints + KD).
+    (method, seed): ``{method, seed, accuracy, params, seconds, curve, offset}``: final test
+    accuracy; seconds of training (both stages for hints + KD); ``curve`` the test accuracy after
+    each epoch of whole-network training, which for hints + KD starts after ``offset`` =
+    ``stage1_epochs`` epochs of stage 1 (0 for the others).
     """
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
@@ -300,16 +302,16 @@ def compare_methods(
         cfg = config.replace(seed=seed)
         for method in ("scratch", "KD"):
             trained = train_baseline(data, method, cfg, teacher, student_arch, progress, **model_options)
-            rows.append(_row(method, seed, trained.final("test_acc"), trained.model, trained.seconds))
+            rows.append(_row(method, seed, trained, trained.model, trained.seconds, 0))
         fitnet = train_fitnet(data, teacher, student_arch, hint_layer, guided_layer, cfg, stage1_epochs,
                               progress=progress, **model_options)
-        rows.append(_row("hints + KD", seed, fitnet.final("test_acc"), fitnet.model, fitnet.seconds))
+        rows.append(_row("hints + KD", seed, fitnet.stage2, fitnet.model, fitnet.seconds, stage1_epochs))
     return rows
 
 
-def _row(method: str, seed: int, accuracy: float, model: nn.Module, seconds: float) -> dict:
-    return {"method": method, "seed": seed, "accuracy": accuracy, "params": num_parameters(model),
-            "seconds": round(seconds, 1)}
+def _row(method: str, seed: int, trained: Trained, model: nn.Module, seconds: float, offset: int) -> dict:
+    return {"method": method, "seed": seed, "accuracy": trained.final("test_acc"), "params": num_parameters(model),
+            "seconds": round(seconds, 1), "curve": [h["test_acc"] for h in trained.history], "offset": offset}
 
 
 def summarize(rows: Sequence[dict]) -> list[dict]:
@@ -328,16 +330,31 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def verdict(rows: Sequence[dict], method: str = "hints + KD", baseline: str = "KD") -> str:
+def verdict(rows: Sequence[dict], method: str = "hints + KD", baseline: str = "KD", epoch: int | None = None) -> str:
     """A sentence saying how ``method`` compared with ``baseline`` and whether the gap exceeds
-    the seed-to-seed spread (with one seed: that nothing can be concluded)."""
-    a = [r["accuracy"] for r in rows if r["method"] == method]
-    b = [r["accuracy"] for r in rows if r["method"] == baseline]
+    the seed-to-seed spread (with one seed: that nothing can be concluded).
+
+    ``epoch``: compare the test accuracy after that epoch of whole-network training (``curve``)
+    instead of the final one.
+    """
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
+        raise ValueError(f"epoch must be a positive integer or None, got {epoch!r}")
+
+    def values(name: str) -> list[float]:
+        mine = [r for r in rows if r["method"] == name]
+        if epoch is None:
+            return [r["accuracy"] for r in mine]
+        if any(epoch > len(r["curve"]) for r in mine):
+            raise ValueError(f"epoch={epoch} is past the last epoch ({min(len(r['curve']) for r in mine)}) of {name!r}")
+        return [r["curve"][epoch - 1] for r in mine]
+
+    a, b = values(method), values(baseline)
     if not a or not b:
         raise ValueError(f"rows need both {method!r} and {baseline!r}; found {sorted({r['method'] for r in rows})}")
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     gap = 100 * (ma - mb)
-    text = f"{method}: {100 * ma:.2f}% vs {baseline}: {100 * mb:.2f}% (difference {gap:+.2f} points"
+    when = "" if epoch is None else f"after {epoch} epoch{'s' if epoch > 1 else ''} of whole-network training, "
+    text = f"{when}{method}: {100 * ma:.2f}% vs {baseline}: {100 * mb:.2f}% (difference {gap:+.2f} points"
     if len(a) < 2 or len(b) < 2:
         return text + "). One seed only: this run cannot say whether the difference is real."
     spread = 100 * max(sa, sb)
@@ -465,6 +482,24 @@ def comparison_figure(rows: Sequence[dict], teacher_accuracy: float | None = Non
         fig.add_hline(y=100 * teacher_accuracy, line_dash="dot", annotation_text="teacher")
     fig.update_layout(yaxis_title="test accuracy %", height=380, showlegend=False,
                       title="Same student, same initial weights, three ways of training")
+    return fig
+
+
+def curves_figure(rows: Sequence[dict]) -> go.Figure:
+    """Test accuracy after each epoch, mean ± std over seeds. The x-axis counts every epoch of
+    training, so hints + KD starts after its stage-1 epochs (in which the head is not trained)."""
+    fig = go.Figure()
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        offset, n = mine[0]["offset"], min(len(r["curve"]) for r in mine)
+        stats = [mean_std([100 * r["curve"][e] for r in mine]) for e in range(n)]
+        fig.add_trace(go.Scatter(x=[offset + e + 1 for e in range(n)], y=[m for m, _ in stats], name=method,
+                                 mode="lines+markers", error_y=dict(type="data", array=[s for _, s in stats])))
+        if offset:
+            fig.add_vrect(x0=0.5, x1=offset + 0.5, fillcolor="#2ca02c", opacity=0.08, line_width=0,
+                          annotation_text="stage 1 (hints)", annotation_position="top left")
+    fig.update_layout(xaxis_title="epochs of training (stage 1 included)", yaxis_title="test accuracy %",
+                      height=380, title="Test accuracy during training (mean ± std over seeds)")
     return fig
 
 

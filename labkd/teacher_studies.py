@@ -352,16 +352,19 @@ def summarize(rows: Sequence[Mapping], by: Sequence[str], metric: str = "test_ac
     """Mean, standard deviation (over seeds) and count of ``metric`` per group of ``by`` columns.
 
     Returns one dict per group, in first-seen order: the ``by`` values, ``mean``, ``std``
-    (sample std; 0 for one seed), ``n`` and ``values``.
+    (sample std; 0 for one seed), ``n`` and ``values``. Rows without ``metric`` (the labels-only
+    baselines have no ``kl_T``) are left out; a ``by`` column missing from any row is an error.
     """
     if not rows:
         raise ValueError("rows is empty: nothing to summarize")
-    missing = [k for k in (*by, metric) if k not in rows[0]]
-    if missing:
-        raise KeyError(f"rows have no column(s) {missing}; columns are {sorted(k for k in rows[0] if not k.startswith('_'))}")
+    columns = sorted({k for r in rows for k in r if not str(k).startswith("_")})
+    missing = [k for k in by if any(k not in r for r in rows)]
+    if missing or not any(metric in r for r in rows):
+        raise KeyError(f"rows have no column(s) {missing or [metric]}; columns are {columns}")
     groups: dict[tuple, list[float]] = {}
     for row in rows:
-        groups.setdefault(tuple(row[k] for k in by), []).append(float(row[metric]))
+        if metric in row:
+            groups.setdefault(tuple(row[k] for k in by), []).append(float(row[metric]))
     out = []
     for key, values in groups.items():
         a = np.asarray(values, dtype=float)

@@ -200,6 +200,9 @@ def test_run_reports_every_key_as_a_positive_number(result) -> None:
     assert result["cases"]["labkd"]["batch_size"] == TINY.batch_size
     assert set(result["targets"]) == {"speedup_vs_dataloader", "fraction_of_peak", "jitter_slowdown"}
     assert result["rounds"] == TINY.rounds
+    measured = result["peak"]["gflops_per_measurement"]
+    assert len(measured) == 1 + TINY.rounds  # at the start and after every round
+    assert result["peak_gflops"] == pytest.approx(max(measured), abs=0.01)
 
 
 def test_run_ratios_are_computed_from_their_parts(result) -> None:

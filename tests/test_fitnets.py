@@ -136,6 +136,8 @@ def test_compare_methods_rows(data, teacher, config, fitnet) -> None:
     assert {r["params"] for r in rows} == {num_parameters(fitnet.model)}
     assert rows[2]["accuracy"] == fitnet.final()  # the same cached run
     assert all(r["seconds"] >= 0 and 0 <= r["accuracy"] <= 1 for r in rows)
+    assert all(r["curve"][-1] == r["accuracy"] and len(r["curve"]) == config.epochs for r in rows)
+    assert [r["offset"] for r in rows] == [0, 0, 2]
     with pytest.raises(ValueError, match="seeds"):
         fitnets.compare_methods(data, teacher, [], config)
 
@@ -147,8 +149,10 @@ def test_every_method_starts_from_the_same_weights(data, config) -> None:
         assert torch.equal(x, y), name
 
 
-def _rows(accuracies: dict[str, list[float]]) -> list[dict]:
-    return [{"method": m, "seed": s, "accuracy": a, "params": 100, "seconds": 1.0}
+def _rows(accuracies: dict[str, list[float]], early: float = 0.5) -> list[dict]:
+    """Rows as compare_methods makes them; curves go from ``early`` (hints + KD: +0.3) to the final value."""
+    return [{"method": m, "seed": s, "accuracy": a, "params": 100, "seconds": 1.0,
+             "curve": [early + (0.3 if m == "hints + KD" else 0.0) + 0.01 * s, a], "offset": 1 if m == "hints + KD" else 0}
             for m, values in accuracies.items() for s, a in enumerate(values)]
 
 
@@ -164,6 +168,16 @@ def test_summarize_and_verdict() -> None:
     assert "cannot say" in fitnets.verdict(one)
     with pytest.raises(ValueError, match="scratch"):
         fitnets.verdict(one, baseline="scratch")
+
+
+def test_verdict_after_an_epoch() -> None:
+    rows = _rows({"KD": [0.90, 0.93, 0.96], "hints + KD": [0.91, 0.94, 0.97]})
+    early = fitnets.verdict(rows, epoch=1)
+    assert early.startswith("after 1 epoch of whole-network training") and "81.00% vs KD: 51.00%" in early and "better" in early
+    assert "no clear winner" in fitnets.verdict(rows, epoch=2)
+    for bad in (0, 3, 1.0):
+        with pytest.raises(ValueError, match="epoch"):
+            fitnets.verdict(rows, epoch=bad)
 
 
 # --- maps and figures ------------------------------------------------------------------------
@@ -199,3 +213,7 @@ def test_figures(data, teacher, fitnet) -> None:
     rows = _rows({"scratch": [0.8, 0.82], "KD": [0.85, 0.86], "hints + KD": [0.9, 0.88]})
     comparison = fitnets.comparison_figure(rows, teacher_accuracy=0.95)
     assert len(comparison.data) == 6 and list(comparison.data[1].y) == pytest.approx([81.0])
+    curves = fitnets.curves_figure(rows)
+    assert [t.name for t in curves.data] == list(fitnets.METHODS)
+    assert list(curves.data[2].x) == [2, 3]  # hints + KD starts after its stage-1 epoch
+    assert list(curves.data[0].y) == pytest.approx([50.5, 81.0])

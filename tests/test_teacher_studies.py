@@ -154,6 +154,10 @@ def test_summarize_and_compare():
     assert stats["b"]["std"] == 0.0 and stats["b"]["n"] == 1
     with pytest.raises(KeyError, match="nope"):
         ts.summarize(rows, ["nope"])
+    with pytest.raises(KeyError, match="kl_T"):
+        ts.summarize(rows, ["g"], "kl_T")
+    partial = rows + [{"g": "a", "test_acc": 0.5, "kl_T": 0.1}]
+    assert ts.summarize(partial, ["g"], "kl_T") == [{"g": "a", "mean": 0.1, "std": 0.0, "n": 1, "values": [0.1]}]
     with pytest.raises(ValueError, match="empty"):
         ts.summarize([], ["g"])
     clear = ts.compare([0.95, 0.951, 0.949], [0.90, 0.901, 0.899], "big", "small")

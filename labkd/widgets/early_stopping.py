@@ -136,7 +136,8 @@ class EarlyStoppingPanel(Panel):
         for i in range(k):
             fig.add_trace(go.Bar(x=self.class_names, y=np.zeros(len(self.class_names)), showlegend=False,
                                  hovertemplate="class %{x}: %{y:.3f}<extra></extra>"), row=2, col=i + 1)
-            fig.update_yaxes(range=[0, 1], row=2, col=i + 1, showticklabels=i == 0)
+            fig.update_yaxes(range=[0, 1], row=2, col=i + 1, showticklabels=i == 0,
+                             title_text=f"soft target, T={self.temperature:g}" if i == 0 else None)
             fig.update_xaxes(type="category", tickfont=dict(size=9), row=2, col=i + 1)
         fig.add_trace(go.Scatter(x=s_epochs, y=s_mean, mode="lines+markers", name="distilled student (mean ± std)",
                                  marker_color=COLOURS["student"], error_y=dict(type="data", array=s_std, visible=True),

@@ -29,7 +29,7 @@ from labkd.widgets import Panel, figure_widget
 #: Temperature range of the sliders (log scale).
 T_MIN, T_MAX = 0.5, 20.0
 #: Smallest probability drawn on a log axis; smaller ones are drawn at this floor.
-LOG_FLOOR = 1e-12
+LOG_FLOOR = 1e-30
 
 COLOUR_LABEL = "#2ca02c"
 COLOUR_OTHER = "#1f77b4"
@@ -203,10 +203,11 @@ class SoftTargetPanel(Panel):
             reference.visible = abs(t - 1.0) > 1e-9
             if log:
                 low = math.log10(max(float(min(p.min(), p1.min())), LOG_FLOOR))
-                self.figure.layout.yaxis2.update(type="log", range=[low - 0.3, 0.35], dtick=1, exponentformat="power",
+                self.figure.layout.yaxis2.update(type="log", range=[low - 0.3, 0.6], dtick=1 if low > -12 else 3,
+                                                 exponentformat="power",
                                                  title_text="probability (log scale)")
             else:
-                self.figure.layout.yaxis2.update(type="linear", range=[0, 1.12], dtick=0.2, exponentformat="B",
+                self.figure.layout.yaxis2.update(type="linear", range=[0, 1.15], dtick=0.2, exponentformat="B",
                                                  title_text="probability")
             self.figure.layout.annotations[0].text = f"test image #{i} · label {self.class_names[label]}"
             self.figure.layout.annotations[1].text = (f"soft target at T = {t:.2f}" if self.show_temperature
