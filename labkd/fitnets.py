@@ -14,11 +14,13 @@ Training has two stages:
 2. **Distillation.** The whole student, starting from the stage-1 weights, is trained with the
    usual distillation loss (:func:`labkd.losses.distillation_loss`).
 
->>> teacher = train_teacher(data, fast=True)
->>> fitnet = train_fitnet(data, teacher, config=lesson_config(fast=True))
->>> fitnet.stage2.final("test_acc"), fitnet.seconds
->>> rows = compare_methods(data, teacher, seeds=[0, 1, 2], config=lesson_config(fast=False))
->>> summarize(rows)
+>>> run = plan(fast=False)                      # sizes: images, epochs, seeds
+>>> teacher = train_teacher(data, run)          # cached
+>>> students = lesson_data(data, run)
+>>> fitnet = train_fitnet(students, teacher, config=student_config(run), stage1_epochs=run.stage1_epochs)
+>>> fitnet.final("test_acc"), fitnet.seconds
+>>> rows = compare_methods(students, teacher, run.seeds, student_config(run), run.stage1_epochs)
+>>> summarize(rows), verdict(rows, "hints + KD", "KD")
 """
 
 from __future__ import annotations
@@ -52,11 +54,14 @@ STUDENT = "fitnet_student"
 HINT_LAYER = "conv2"
 GUIDED_LAYER = "conv4"
 METHODS = ("scratch", "KD", "hints + KD")
+#: One colour per method, shared by every figure and panel of the lesson.
+COLOURS = {"scratch": "#7f7f7f", "KD": "#1f77b4", "hints + KD": "#2ca02c", "teacher": "#d62728"}
 
 #: Numbers reported by Romero et al. (2015), for comparison in the lesson.
 PAPER_RESULTS: list[dict] = [
     {"dataset": "CIFAR-10", "model": "teacher (maxout CNN, 5 layers)", "params": "~9M", "result": "90.18% accuracy"},
-    {"dataset": "CIFAR-10", "model": "FitNet 4 (19 layers), hints + KD", "params": "~2.5M", "result": "91.61% accuracy"},
+    {"dataset": "CIFAR-10", "model": "FitNet 4 (19 layers), hints + KD", "params": "~2.5M",
+     "result": "91.61% accuracy"},
     {"dataset": "MNIST", "model": "teacher (maxout)", "params": "", "result": "0.55% error"},
     {"dataset": "MNIST", "model": "FitNet, hints + KD", "params": "", "result": "0.51% error"},
 ]
@@ -461,9 +466,10 @@ def hint_figure(snapshot: HintSnapshot, image: int = 0, channels: Sequence[int] 
             fig.add_trace(go.Heatmap(z=m.flip(0).numpy(), zmin=lo, zmax=hi, colorscale="Viridis",
                                      showscale=False, hovertemplate="%{z:.2f}<extra></extra>"), row=r, col=col)
     fig.update_xaxes(visible=False).update_yaxes(visible=False)
-    fig.update_layout(height=150 * len(channels) + 60, width=560, margin=dict(l=10, r=40, t=40, b=10),
-                      title=f"Hint loss (MSE, {snapshot.loss_images} test images): "
-                            f"{snapshot.loss_before:.3f} before → {snapshot.loss_after:.3f} after stage 1")
+    fig.update_layout(height=150 * len(channels) + 100, width=620, margin=dict(l=10, r=40, t=90, b=10),
+                      title=dict(text=f"Hint loss (MSE, {snapshot.loss_images} test images): "
+                                      f"{snapshot.loss_before:.3f} before → {snapshot.loss_after:.3f} after stage 1",
+                                 font_size=14, y=0.98))
     return fig
 
 
@@ -473,13 +479,15 @@ def comparison_figure(rows: Sequence[dict], teacher_accuracy: float | None = Non
     for method in dict.fromkeys(r["method"] for r in rows):
         acc = [100 * r["accuracy"] for r in rows if r["method"] == method]
         mean, std = mean_std(acc)
+        colour = COLOURS.get(method)
         fig.add_trace(go.Scatter(x=[method] * len(acc), y=acc, mode="markers", name=f"{method} (seeds)",
-                                 marker=dict(size=8, opacity=0.5), showlegend=False))
+                                 marker=dict(size=8, opacity=0.5, color=colour), showlegend=False))
         fig.add_trace(go.Scatter(x=[method], y=[mean], mode="markers", name=method,
-                                 marker=dict(size=16, symbol="line-ew-open", line_width=3),
-                                 error_y=dict(type="data", array=[std], visible=True)))
+                                 marker=dict(size=18, symbol="line-ew-open", line_width=3, color=colour),
+                                 error_y=dict(type="data", array=[std], visible=True, color=colour)))
     if teacher_accuracy is not None:
-        fig.add_hline(y=100 * teacher_accuracy, line_dash="dot", annotation_text="teacher")
+        fig.add_hline(y=100 * teacher_accuracy, line_dash="dot", line_color=COLOURS["teacher"],
+                      annotation_text="teacher")
     fig.update_layout(yaxis_title="test accuracy %", height=380, showlegend=False,
                       title="Same student, same initial weights, three ways of training")
     return fig
@@ -494,16 +502,19 @@ def curves_figure(rows: Sequence[dict]) -> go.Figure:
         offset, n = mine[0]["offset"], min(len(r["curve"]) for r in mine)
         stats = [mean_std([100 * r["curve"][e] for r in mine]) for e in range(n)]
         fig.add_trace(go.Scatter(x=[offset + e + 1 for e in range(n)], y=[m for m, _ in stats], name=method,
-                                 mode="lines+markers", error_y=dict(type="data", array=[s for _, s in stats])))
+                                 mode="lines+markers", line_color=COLOURS.get(method),
+                                 error_y=dict(type="data", array=[s for _, s in stats])))
         if offset:
             fig.add_vrect(x0=0.5, x1=offset + 0.5, fillcolor="#2ca02c", opacity=0.08, line_width=0,
                           annotation_text="stage 1 (hints)", annotation_position="top left")
+    fig.update_xaxes(dtick=1)
     fig.update_layout(xaxis_title="epochs of training (stage 1 included)", yaxis_title="test accuracy %",
                       height=380, title="Test accuracy during training (mean ± std over seeds)")
     return fig
 
 
-def model_table(teacher: nn.Module | Trained, student: nn.Module | Trained, regressor: nn.Module | None = None) -> list[dict]:
+def model_table(teacher: nn.Module | Trained, student: nn.Module | Trained,
+                regressor: nn.Module | None = None) -> list[dict]:
     """Rows describing teacher, student (and the stage-1 regressor): layers, channels, parameters."""
     rows = []
     for name, model in (("teacher", _model(teacher)), ("student", _model(student))):

@@ -45,9 +45,9 @@ from labkd.train import TrainConfig, show_progress
 TEMPERATURE = 4.0
 ALPHA = 0.9
 #: The students' learning rate. With the course's default (0.05, SGD + Nesterov momentum) the
-#: T²-scaled soft-target loss of a confident teacher gives large early gradients, and several of
-#: the narrowest students (10 and 30 units per layer) lost their ReLU units and stalled at
-#: 10-30 % accuracy; at 0.02 every run of lessons 04-05 trained stably.
+#: T²-scaled soft-target loss of a confident teacher gives large early gradients: several of the
+#: narrowest students (10 units per layer) lost their ReLU units and stalled at 10-30 % accuracy,
+#: and some 30-unit students lost points; at 0.02 every run of lessons 04-05 trained stably.
 STUDENT_LR = 0.02
 
 Hidden = tuple[int, ...]
@@ -957,8 +957,8 @@ def size_reading(rows: Sequence[Mapping], family: TeacherFamily) -> str:
         return (f"A smaller teacher beat the most accurate one beyond the seed spread for {', '.join(dips)}: "
                 f"the shape of Cho & Hariharan's finding, on a much smaller scale ({span}).")
     return (f"No student learned significantly better from a smaller teacher than from the most accurate one: "
-            f"{span}, and the students' accuracies level off rather than dip. The 'bigger is not better' effect "
-            f"does not show up beyond the seed spread here.")
+            f"{span}, and any dip at the large teachers is within the seed spread. The 'bigger is not better' "
+            f"effect does not show up clearly here.")
 
 
 def early_stopping_reading(summary: Mapping, stats_rows: Sequence[Mapping]) -> str:

@@ -63,7 +63,8 @@ def test_the_student_is_deeper_and_has_fewer_parameters() -> None:
     assert student["conv layers"] > teacher["conv layers"]
     assert student["params"] < teacher["params"] / 2
     # the default hint and guided layers give maps of the same size: a 1x1 regressor suffices
-    t, s = fitnets.build_teacher().feature_shape(fitnets.HINT_LAYER), fitnets.build_student().feature_shape(fitnets.GUIDED_LAYER)
+    t = fitnets.build_teacher().feature_shape(fitnets.HINT_LAYER)
+    s = fitnets.build_student().feature_shape(fitnets.GUIDED_LAYER)
     assert t[1:] == s[1:] and t[0] > s[0]
 
 
@@ -81,6 +82,16 @@ def test_stage1_trains_only_up_to_the_guided_layer(fitnet) -> None:
         assert changed == (i <= guided), f"{layer}: changed={changed}, guided layer is {fitnet.guided_layer}"
     assert torch.equal(before["head.2.weight"], after["head.2.weight"])
     assert fitnet.regressor is not None and fitnet.stage1.history[-1]["loss"] >= 0
+
+
+def test_the_before_state_is_what_training_started_from(teacher, fitnet) -> None:
+    from labkd.experiments import _hint_regressor
+
+    expected = _hint_regressor(fitnet.student_before(), teacher.model, fitnet.stage1_config)
+    before = fitnet.regressor_before(teacher).state_dict()
+    assert before.keys() == expected.state_dict().keys()
+    assert all(torch.equal(before[k], v) for k, v in expected.state_dict().items())
+    assert not torch.equal(before["0.weight"], fitnet.regressor.state_dict()["0.weight"])
 
 
 def test_stage2_starts_from_stage1_and_trains_everything(fitnet) -> None:
@@ -152,7 +163,8 @@ def test_every_method_starts_from_the_same_weights(data, config) -> None:
 def _rows(accuracies: dict[str, list[float]], early: float = 0.5) -> list[dict]:
     """Rows as compare_methods makes them; curves go from ``early`` (hints + KD: +0.3) to the final value."""
     return [{"method": m, "seed": s, "accuracy": a, "params": 100, "seconds": 1.0,
-             "curve": [early + (0.3 if m == "hints + KD" else 0.0) + 0.01 * s, a], "offset": 1 if m == "hints + KD" else 0}
+             "curve": [early + (0.3 if m == "hints + KD" else 0.0) + 0.01 * s, a],
+             "offset": 1 if m == "hints + KD" else 0}
             for m, values in accuracies.items() for s, a in enumerate(values)]
 
 
@@ -173,7 +185,8 @@ def test_summarize_and_verdict() -> None:
 def test_verdict_after_an_epoch() -> None:
     rows = _rows({"KD": [0.90, 0.93, 0.96], "hints + KD": [0.91, 0.94, 0.97]})
     early = fitnets.verdict(rows, epoch=1)
-    assert early.startswith("after 1 epoch of whole-network training") and "81.00% vs KD: 51.00%" in early and "better" in early
+    assert early.startswith("after 1 epoch of whole-network training")
+    assert "81.00% vs KD: 51.00%" in early and "better" in early
     assert "no clear winner" in fitnets.verdict(rows, epoch=2)
     for bad in (0, 3, 1.0):
         with pytest.raises(ValueError, match="epoch"):

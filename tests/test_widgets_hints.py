@@ -101,3 +101,16 @@ def test_pair_panel_trains_a_new_pair_and_adds_a_bar(setup) -> None:
     again = panel.train()  # the same choice comes from the cache, and replaces its bar
     assert again.stage1.cached and again.stage2.cached and len(panel.figure.data[0].x) == 4
     assert "from the cache" in panel.status.value
+
+
+def test_pair_panel_reports_a_failure_instead_of_raising(setup, monkeypatch) -> None:
+    data, teacher, config, rows, _ = setup
+    panel = hints.HintPairPanel(data, teacher, config, rows, progress=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(fitnets, "train_fitnet", broken)
+    assert panel.train() is None
+    assert "failed" in panel.status.value and "out of memory" in panel.status.value
+    assert not panel.button.disabled and len(panel.figure.data[0].x) == 3

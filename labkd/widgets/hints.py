@@ -40,7 +40,7 @@ class HintBrowser(Panel):
             fig.add_trace(go.Heatmap(z=[[0.0]], colorscale="gray_r" if col == 1 else "Viridis", showscale=col == 4,
                                      hovertemplate="%{z:.2f}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(visible=False).update_yaxes(visible=False)
-        fig.update_layout(height=280, margin=dict(l=10, r=10, t=60, b=10))
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=80, b=10))
         self.figure = figure_widget(fig)
         self.info = W.HTML()
         self.image.observe(lambda _: self.timed(self.update), names="value")
@@ -93,12 +93,11 @@ class HintPairPanel(Panel):
         teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
         self._teacher_model = teacher_model
         self._student = build_model(student_arch, data.input_shape, data.num_classes, seed=config.seed)
-        self.guided = W.Dropdown(options=self._student.feature_names, value=fitnets.GUIDED_LAYER
-                                 if fitnets.GUIDED_LAYER in self._student.feature_names else self._student.feature_names[0],
-                                 description="guided (student)")
-        self.hint = W.Dropdown(options=teacher_model.feature_names, value=fitnets.HINT_LAYER
-                               if fitnets.HINT_LAYER in teacher_model.feature_names else teacher_model.feature_names[0],
-                               description="hint (teacher)")
+        guided_names, hint_names = self._student.feature_names, teacher_model.feature_names
+        self.guided = W.Dropdown(options=guided_names, description="guided (student)",
+                                 value=fitnets.GUIDED_LAYER if fitnets.GUIDED_LAYER in guided_names else guided_names[0])
+        self.hint = W.Dropdown(options=hint_names, description="hint (teacher)",
+                               value=fitnets.HINT_LAYER if fitnets.HINT_LAYER in hint_names else hint_names[0])
         self.epochs = W.IntSlider(value=stage1_epochs, min=1, max=max(stage1_epochs, max_stage1_epochs),
                                   description="stage-1 epochs")
         self.button = W.Button(description="Train", button_style="primary", icon="play")
@@ -117,9 +116,10 @@ class HintPairPanel(Panel):
                     values.append(100 * r["accuracy"])
         self.runs: dict[str, float] = dict(zip(names, values))
         fig = go.Figure(go.Bar(x=names, y=values, text=[f"{v:.2f}" for v in values], textposition="outside",
-                               marker_color=["#9e9e9e", "#1f77b4"] + ["#2ca02c"] * (len(names) - 2)))
-        fig.update_layout(height=360, yaxis_title="test accuracy %", xaxis_title="hints + KD: guided←hint, stage-1 epochs",
-                          title=f"Student trained different ways (seed {config.seed})", margin=dict(t=50))
+                               cliponaxis=False, marker_color=self._colours(len(names))))
+        fig.update_layout(height=380, yaxis_title="test accuracy %",
+                          xaxis_title="hints + KD: guided←hint, stage-1 epochs",
+                          title=f"Student trained different ways (seed {config.seed})", margin=dict(t=70))
         self.figure = figure_widget(fig)
         self._rescale()
 
@@ -140,8 +140,10 @@ class HintPairPanel(Panel):
                        f'layers whose maps have the same size, so that a small 1x1 convolution suffices.</span>')
         self.status.value = html.escape(text) + warning
 
-    def train(self) -> fitnets.FitNetResult:
-        """Run (or load) both stages for the chosen layers and add the result to the figure."""
+    def train(self) -> fitnets.FitNetResult | None:
+        """Run (or load) both stages for the chosen layers and add the result to the figure.
+
+        Returns the result, or None if training failed (the error is shown in the status line)."""
         guided, hint, epochs = self.guided.value, self.hint.value, self.epochs.value
         self.button.disabled = True
         self.bar.value = 0
@@ -152,6 +154,10 @@ class HintPairPanel(Panel):
                 result = fitnets.train_fitnet(self.data, self.teacher, self.student_arch, hint, guided, self.config,
                                               stage1_epochs=epochs, progress=self.progress_bars,
                                               on_stage=self._stage_done)
+        except Exception as error:  # a button callback must not fail silently: say what went wrong
+            self.status.value = (f'<span style="color:#c62828">Training {html.escape(guided)} ← {html.escape(hint)} '
+                                 f'failed: {html.escape(type(error).__name__)}: {html.escape(str(error))}</span>')
+            return None
         finally:
             self.button.disabled = False
         label = f"{guided}←{hint}, {epochs} ep"
@@ -161,7 +167,7 @@ class HintPairPanel(Panel):
             bar.x = list(self.runs)
             bar.y = list(self.runs.values())
             bar.text = [f"{v:.2f}" for v in self.runs.values()]
-            bar.marker.color = ["#9e9e9e", "#1f77b4"][:len(self.runs)] + ["#2ca02c"] * max(0, len(self.runs) - 2)
+            bar.marker.color = self._colours(len(self.runs))
             self._rescale()
         loss = result.stage1.history[-1]["loss"]
         self.status.value = (f"Done: {html.escape(label)} → test accuracy {self.runs[label]:.2f}% "
@@ -173,6 +179,11 @@ class HintPairPanel(Panel):
         self.bar.value = 1 if stage == "stage1" else 2
         if stage == "stage1":
             self.status.value = "Training: stage 2 (distillation of the whole student)…"
+
+    @staticmethod
+    def _colours(n: int) -> list[str]:
+        c = fitnets.COLOURS
+        return [c["scratch"], c["KD"]][:n] + [c["hints + KD"]] * max(0, n - 2)
 
     def _rescale(self) -> None:
         values = list(self.runs.values())
