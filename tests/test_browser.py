@@ -122,21 +122,23 @@ def test_train_button_shows_progress_and_updates_plot(browser, lab):
     panel = ".labkd-teacher-size-panel"
     page.locator(panel).first.scroll_into_view_if_needed()
     picker = page.locator(f"{panel} .labkd-student-size select").first
-    untrained = [o for o in picker.locator("option").all_inner_texts() if "not trained" in o]
+    # ipywidgets writes option labels with non-breaking spaces
+    options = picker.locator("option").evaluate_all("options => options.map(o => o.textContent.replace(/\\u00a0/g, ' '))")
+    untrained = [i for i, o in enumerate(options) if "not trained" in o]
     if not untrained:
-        pytest.fail("the teacher-size panel offers no untrained student size, so its Train button cannot be tested")
-    plot = f"{panel} .labkd-teacher-size-plot .js-plotly-plot"
+        pytest.fail(f"the teacher-size panel offers no untrained student size ({options}), so its Train button cannot be tested")
+    plot = f"{panel} .js-plotly-plot"
+    picker.select_option(index=untrained[0])
+    page.locator(plot, has_text="not trained yet").first.wait_for(timeout=20_000)
     before = page.locator(plot).first.inner_html()
-    picker.select_option(label=untrained[0])
     button = page.locator(f"{panel} .labkd-train-button").first
-    button.wait_for()
     assert button.is_enabled()
     button.click()
     page.locator(f"{panel} .widget-inline-hbox progress, {panel} .progress-bar").first.wait_for(timeout=30_000)
-    page.wait_for_function(
-        "sel => { const b = document.querySelector(sel); return b && b.disabled; }",
-        arg=f"{panel} .labkd-train-button", timeout=RUN_TIMEOUT_MS)
+    # Finished when the button says every run is trained and the placeholder text is gone.
+    page.locator(f"{panel} .labkd-train-button", has_text="all runs trained").first.wait_for(timeout=RUN_TIMEOUT_MS)
     page.wait_for_timeout(1000)
+    assert page.locator(plot, has_text="not trained yet").count() == 0
     assert page.locator(plot).first.inner_html() != before, "the plot did not change after training"
     screenshot(page, page.locator(panel).first, "browser-04_teacher_size.png")
     check_clean(page)
