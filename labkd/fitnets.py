@@ -21,11 +21,17 @@ Training has two stages:
 >>> fitnet.final("test_acc"), fitnet.seconds
 >>> rows = compare_methods(students, teacher, run.seeds, student_config(run), run.stage1_epochs)
 >>> summarize(rows), verdict(rows, "hints + KD", "KD")
+
+Speed: these CNNs are small, and PyTorch's default of one intra-op thread per core made them
+about 10x *slower* on a busy 2-core CPU (OpenMP threads spin, waiting for each other). The
+training and feature functions here therefore run with :data:`TRAIN_THREADS` threads and restore
+the previous setting afterwards (set it to None to leave PyTorch's setting alone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +62,27 @@ GUIDED_LAYER = "conv4"
 METHODS = ("scratch", "KD", "hints + KD")
 #: One colour per method, shared by every figure and panel of the lesson.
 COLOURS = {"scratch": "#7f7f7f", "KD": "#1f77b4", "hints + KD": "#2ca02c", "teacher": "#d62728"}
+
+#: Intra-op threads while training and computing features (None: PyTorch's own setting). Measured
+#: on a 2-core CPU shared with other work: the student trained at ~1,600 images/s with one thread
+#: and ~140 with two.
+TRAIN_THREADS: int | None = 1
+
+
+@contextlib.contextmanager
+def threads(n: int | None = None) -> Iterator[None]:
+    """Run the block with ``n`` (default :data:`TRAIN_THREADS`) intra-op threads, then restore."""
+    n = TRAIN_THREADS if n is None else n
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 #: Numbers reported by Romero et al. (2015), for comparison in the lesson.
 PAPER_RESULTS: list[dict] = [
@@ -141,9 +168,10 @@ def build_student(input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 1
 
 def train_teacher(data: Data, plan: Plan, seed: int = 0, progress: bool | None = None) -> Trained:
     """The wide, shallow CNN teacher, trained once on all of ``data.train`` and cached."""
-    return train_model(TEACHER, data, teacher_config(plan, seed), progress=progress,
-                       label=f"FitNets teacher ({TEACHER} {TEACHER_OPTIONS}) seed={seed} on {data.name}, "
-                             f"{len(data.train)} images", **TEACHER_OPTIONS)
+    with threads():
+        return train_model(TEACHER, data, teacher_config(plan, seed), progress=progress,
+                           label=f"FitNets teacher ({TEACHER} {TEACHER_OPTIONS}) seed={seed} on {data.name}, "
+                                 f"{len(data.train)} images", **TEACHER_OPTIONS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,14 +272,16 @@ def train_fitnet(
         raise ValueError("stage2_config must train the whole student (e.g. loss='distillation'), not loss='hint'")
     check_layers(teacher, hint_layer, guided_layer, student_arch, data.input_shape, data.num_classes, **model_options)
     where = f"{data.name}, {len(data.train)} images"
-    stage1 = train_model(student_arch, data, s1, teacher=teacher, progress=progress,
-                         label=f"FitNets stage 1 ({student_arch} {guided_layer} <- teacher {hint_layer}) "
-                               f"seed={s1.seed} on {where}", **model_options)
+    with threads():
+        stage1 = train_model(student_arch, data, s1, teacher=teacher, progress=progress,
+                             label=f"FitNets stage 1 ({student_arch} {guided_layer} <- teacher {hint_layer}) "
+                                   f"seed={s1.seed} on {where}", **model_options)
     if on_stage is not None:
         on_stage("stage1", stage1)
-    stage2 = train_model(student_arch, data, s2, teacher=teacher, init=stage1, progress=progress,
-                         label=f"FitNets stage 2 ({student_arch} {s2.loss} from hints {guided_layer}<-{hint_layer}) "
-                               f"seed={s2.seed} on {where}", **model_options)
+    with threads():
+        stage2 = train_model(student_arch, data, s2, teacher=teacher, init=stage1, progress=progress,
+                             label=f"FitNets stage 2 ({student_arch} {s2.loss} from hints "
+                                   f"{guided_layer}<-{hint_layer}) seed={s2.seed} on {where}", **model_options)
     if on_stage is not None:
         on_stage("stage2", stage2)
     return FitNetResult(stage1, stage2, hint_layer, guided_layer, s1)
@@ -269,9 +299,10 @@ def train_baseline(data: Data, method: str, config: TrainConfig, teacher: nn.Mod
         cfg = config.replace(loss="distillation")
     else:
         raise ValueError(f"method={method!r} is not a baseline; expected 'scratch' or 'KD'")
-    return train_model(student_arch, data, cfg, teacher=teacher, progress=progress,
-                       label=f"FitNets lesson: {student_arch} {method} seed={cfg.seed} on {data.name}, "
-                             f"{len(data.train)} images", **model_options)
+    with threads():
+        return train_model(student_arch, data, cfg, teacher=teacher, progress=progress,
+                           label=f"FitNets lesson: {student_arch} {method} seed={cfg.seed} on {data.name}, "
+                                 f"{len(data.train)} images", **model_options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,8 +463,9 @@ def hint_snapshot(teacher: nn.Module | Trained, fitnet: FitNetResult, data: Data
     x = data.test.x[:max(n_images, min(loss_images, len(data.test)))]
     student0, regressor0 = fitnet.student_before(), fitnet.regressor_before(teacher)
     layers = dict(hint_layer=fitnet.hint_layer, guided_layer=fitnet.guided_layer)
-    hint, before = hint_maps(teacher, student0, regressor0, x, **layers)
-    _, after = hint_maps(teacher, fitnet.stage1.model, fitnet.regressor, x, **layers)
+    with threads():
+        hint, before = hint_maps(teacher, student0, regressor0, x, **layers)
+        _, after = hint_maps(teacher, fitnet.stage1.model, fitnet.regressor, x, **layers)
     k = min(loss_images, len(x))
     return HintSnapshot(
         images=x[:n_images].cpu(), hint=hint[:n_images].cpu(), before=before[:n_images].cpu(),

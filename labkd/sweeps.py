@@ -801,19 +801,33 @@ def _pm(stats: tuple[float, float, int], k: float = 100.0) -> str:
 
 
 def gain_over_baseline(result: SweepResult, student: str, temperature: float, alpha: float,
-                       scale_by_t2: bool = True) -> str:
-    """One sentence: the cell's mean test accuracy against the labels-only student's, and whether
-    the difference exceeds two standard errors (nothing is claimed with one seed)."""
+                       scale_by_t2: bool = True, baseline: SweepResult | None = None,
+                       baseline_label: str = "labels only") -> str:
+    """One sentence: the cell's mean test accuracy against the labels-only student's (from
+    ``baseline`` if given, e.g. the labels-only runs at another learning rate), and whether the
+    difference exceeds two standard errors (nothing is claimed with one seed)."""
     cell = result.mean_std("test_acc", student=student, temperature=temperature, alpha=alpha, scale_by_t2=scale_by_t2)
-    base = result.baseline_mean_std(student)
+    base = (baseline if baseline is not None else result).baseline_mean_std(student)
     diff = cell[0] - base[0]
     text = (f"{student}, T={temperature:g}, α={alpha:g}{'' if scale_by_t2 else ' (no T²)'}: test accuracy "
-            f"{_pm(cell)}% vs labels only {_pm(base)}% → {diff * 100:+.2f} points")
+            f"{_pm(cell)}% vs {baseline_label} {_pm(base)}% → {diff * 100:+.2f} points")
     if min(cell[2], base[2]) < 2:
         return text + " (one seed: no spread, so no conclusion)."
     bound = _two_se(cell, base)
     verdict = "larger than" if abs(diff) > bound else "within"
     return text + f", {verdict} two standard errors ({bound * 100:.2f})."
+
+
+def stronger_baseline(candidates: Mapping[str, SweepResult], student: str,
+                      metric: str = "val_acc") -> tuple[str, SweepResult]:
+    """Of several results (e.g. ``{"lr 0.02": grid, "lr 0.05": other}``), the one whose labels-only
+    ``student`` has the best mean ``metric`` — validation accuracy, so the test set does not choose.
+    Comparing distillation with the *better* baseline keeps the comparison honest."""
+    having = {k: r for k, r in candidates.items() if r.select(student=student, baseline=True)}
+    if not having:
+        raise ValueError(f"none of {list(candidates)} has a labels-only run of {student!r}")
+    label = max(having, key=lambda k: having[k].baseline_mean_std(student, metric)[0])
+    return label, having[label]
 
 
 def best_cell(result: SweepResult, student: str, metric: str = "val_acc",
@@ -826,39 +840,46 @@ def best_cell(result: SweepResult, student: str, metric: str = "val_acc",
                                                             scale_by_t2=scale_by_t2)[0])
 
 
-def describe_t2_ablation(result: SweepResult, student: str, temperature: float, alpha: float) -> list[str]:
-    """How the cell (T, alpha) learns with and without the T² factor: test accuracy after the first
-    epoch and at the end, beside the labels-only student."""
+def describe_runs(entries: Sequence[tuple[str, SweepResult, Mapping]]) -> list[str]:
+    """One line per ``(label, result, criteria)``: mean test accuracy after the first epoch and at the end."""
     lines = []
-    runs = [("labels only", dict(baseline=True)),
-            ("with T²", dict(temperature=temperature, alpha=alpha, scale_by_t2=True)),
-            ("without T²", dict(temperature=temperature, alpha=alpha, scale_by_t2=False))]
-    for name, criteria in runs:
-        if not result.select(student=student, **criteria):
-            lines.append(f"{name}: not run")
+    width = max((len(label) for label, _, _ in entries), default=0)
+    for label, result, criteria in entries:
+        if not result.select(**criteria):
+            lines.append(f"{label:<{width}}: not run")
             continue
-        first = result.mean_std("test_acc", epoch=1, student=student, **criteria)
-        last = result.mean_std("test_acc", student=student, **criteria)
-        lines.append(f"{student} {name:>11} (T={temperature:g}, α={alpha:g}): test accuracy after epoch 1 "
-                     f"{_pm(first)}%, at the end {_pm(last)}%")
+        first = result.mean_std("test_acc", epoch=1, **criteria)
+        last = result.mean_std("test_acc", **criteria)
+        lines.append(f"{label:<{width}}: test accuracy after epoch 1 {_pm(first)}%, at the end {_pm(last)}%")
     return lines
 
 
+def describe_t2_ablation(result: SweepResult, student: str, temperature: float, alpha: float) -> list[str]:
+    """How the cell (T, alpha) learns with and without the T² factor, beside the labels-only student."""
+    cell = dict(student=student, temperature=temperature, alpha=alpha)
+    return describe_runs([
+        (f"{student} labels only", result, dict(student=student, baseline=True)),
+        (f"{student} T={temperature:g}, α={alpha:g}, with T²", result, {**cell, "scale_by_t2": True}),
+        (f"{student} T={temperature:g}, α={alpha:g}, without T²", result, {**cell, "scale_by_t2": False}),
+    ])
+
+
 def findings(result: SweepResult, alpha: float = 0.9, temperature: float = 20.0, large: str = "800-800",
-             small: str = "30-30") -> list[dict]:
+             small: str = "30-30", extra_baselines: Mapping[str, SweepResult] | None = None) -> list[dict]:
     """The lesson's summary table: our mean ± std test accuracy and errors beside the paper's errors.
 
-    Rows: each student's labels-only run, the large student at the paper's setting (``temperature``,
-    ``alpha``; the nearest ones run if absent), the same without T² (if run), and each student's
-    best cell chosen on validation accuracy.
+    Rows: each student's labels-only run (and those of ``extra_baselines``, e.g.
+    ``{"lr 0.05": other}``), the large student at the paper's setting (``temperature``, ``alpha``;
+    the nearest ones run if absent), the same without T² (if run), and each student's best cell
+    chosen on validation accuracy.
     """
     rows: list[dict] = []
 
-    def add(label: str, paper: object, **criteria) -> None:
-        if not result.select(**criteria):
+    def add(label: str, paper: object, source: SweepResult = result, **criteria) -> None:
+        if not source.select(**criteria):
             return
-        acc = result.mean_std("test_acc", **criteria)
-        err = result.mean_std("test_errors", **criteria)
+        acc = source.mean_std("test_acc", **criteria)
+        err = source.mean_std("test_errors", **criteria)
         rows.append({"run": label, "test accuracy (%)": _pm(acc),
                      "test errors": f"{err[0]:.0f} ± {err[1]:.0f}" if err[2] > 1 else f"{err[0]:.0f}",
                      "seeds": acc[2], "paper: test errors": paper})
@@ -867,6 +888,8 @@ def findings(result: SweepResult, alpha: float = 0.9, temperature: float = 20.0,
         if name not in result.students:
             continue
         add(f"{name}, labels only", PAPER["labels_only_errors"] if name == large else "—", student=name, baseline=True)
+        for label, other in (extra_baselines or {}).items():
+            add(f"{name}, labels only, {label}", "—", other, student=name, baseline=True)
         if name == large:
             temps, alphas = result.temperatures_of(name), result.alphas_of(name)
             if temps and alphas:
@@ -880,3 +903,19 @@ def findings(result: SweepResult, alpha: float = 0.9, temperature: float = 20.0,
             t, a = best_cell(result, name)
             add(f"{name}, best on val: T={t:g}, α={a:g}", "—", student=name, temperature=t, alpha=a)
     return rows
+
+
+def describe_learning_rates(results: Mapping[str, SweepResult], temperature: float, alpha: float,
+                            students: Sequence[str] | None = None) -> list[str]:
+    """For each student, the labels-only run and the cell (T, alpha) of every result (e.g. one per
+    learning rate, ``{"lr 0.02": grid, "lr 0.05": other}``): test accuracy after epoch 1 and at the end."""
+    names = list(students) if students is not None else list(dict.fromkeys(
+        s for r in results.values() for s in r.students))
+    entries: list[tuple[str, SweepResult, Mapping]] = []
+    for name in names:
+        for label, result in results.items():
+            entries.append((f"{name} labels only, {label}", result, dict(student=name, baseline=True)))
+        for label, result in results.items():
+            entries.append((f"{name} T={temperature:g}, α={alpha:g}, {label}", result,
+                            dict(student=name, temperature=temperature, alpha=alpha)))
+    return describe_runs(entries)

@@ -209,6 +209,16 @@ def test_hint_maps_shapes(data, teacher, fitnet) -> None:
         fitnets.hint_maps(teacher, fitnet.stage1, fitnet.regressor, x[0, 0, 0])
 
 
+def test_threads_are_restored() -> None:
+    before = torch.get_num_threads()
+    with fitnets.threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), fitnets.threads(1):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
 def test_busiest_channels() -> None:
     hint = torch.zeros(5, 4, 4)
     hint[3] = torch.randn(4, 4, generator=torch.Generator().manual_seed(0)) * 10

@@ -227,6 +227,30 @@ def test_gain_over_baseline_and_findings():
     assert sweeps.best_cell(result, "800-800") == (20, 0.9)
 
 
+def test_stronger_baseline_is_chosen_on_validation_and_used_in_comparisons():
+    slow = synthetic({20: [0.95, 0.951, 0.949]}, "800-800", baseline=(0.90, 0.90, 0.90))
+    fast = SweepResult([row("800-800", None, 0.0, seed, acc=0.80, val=0.99) for seed in range(3)])
+    label, chosen = sweeps.stronger_baseline({"lr 0.02": slow, "lr 0.05": fast}, "800-800")
+    assert label == "lr 0.05" and chosen is fast  # higher validation accuracy, although worse on test
+    text = sweeps.gain_over_baseline(slow, "800-800", 20, 0.9, baseline=fast, baseline_label="labels only (lr 0.05)")
+    assert "labels only (lr 0.05) 80.00" in text and "+15.00 points" in text
+    with pytest.raises(ValueError, match="labels-only"):
+        sweeps.stronger_baseline({"x": SweepResult([row("800-800", 4, 0.9, 0)])}, "800-800")
+    rows = sweeps.findings(slow, extra_baselines={"lr 0.05": fast})
+    assert [r["run"] for r in rows[:2]] == ["800-800, labels only", "800-800, labels only, lr 0.05"]
+    assert rows[1]["test accuracy (%)"] == "80.00 ± 0.00"
+
+
+def test_describe_runs_reports_first_and_last_epoch():
+    result = synthetic({20: [0.95, 0.95, 0.95]}, "800-800")
+    lines = sweeps.describe_learning_rates({"lr a": result, "lr b": SweepResult([])}, 20, 0.9)
+    assert lines[0].startswith("800-800 labels only, lr a") and "after epoch 1 71.00 ± 1.00%" in lines[0]
+    assert lines[1].endswith("not run")
+    assert "at the end 95.00 ± 0.00%" in lines[2]
+    ablation = sweeps.describe_t2_ablation(result, "800-800", 20, 0.9)
+    assert len(ablation) == 3 and ablation[2].endswith("not run")
+
+
 # --- figures ---------------------------------------------------------------------------------------
 
 

@@ -94,10 +94,10 @@ class HintPairPanel(Panel):
         self._teacher_model = teacher_model
         self._student = build_model(student_arch, data.input_shape, data.num_classes, seed=config.seed)
         guided_names, hint_names = self._student.feature_names, teacher_model.feature_names
-        self.guided = W.Dropdown(options=guided_names, description="guided (student)",
-                                 value=fitnets.GUIDED_LAYER if fitnets.GUIDED_LAYER in guided_names else guided_names[0])
-        self.hint = W.Dropdown(options=hint_names, description="hint (teacher)",
-                               value=fitnets.HINT_LAYER if fitnets.HINT_LAYER in hint_names else hint_names[0])
+        guided = fitnets.GUIDED_LAYER if fitnets.GUIDED_LAYER in guided_names else guided_names[0]
+        hint = fitnets.HINT_LAYER if fitnets.HINT_LAYER in hint_names else hint_names[0]
+        self.guided = W.Dropdown(options=guided_names, value=guided, description="guided (student)")
+        self.hint = W.Dropdown(options=hint_names, value=hint, description="hint (teacher)")
         self.epochs = W.IntSlider(value=stage1_epochs, min=1, max=max(stage1_epochs, max_stage1_epochs),
                                   description="stage-1 epochs")
         self.button = W.Button(description="Train", button_style="primary", icon="play")
