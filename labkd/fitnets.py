@@ -499,9 +499,8 @@ def hint_figure(snapshot: HintSnapshot, image: int = 0, channels: Sequence[int] 
                                      showscale=False, hovertemplate="%{z:.2f}<extra></extra>"), row=r, col=col)
     fig.update_xaxes(visible=False).update_yaxes(visible=False)
     fig.update_layout(height=150 * len(channels) + 100, width=620, margin=dict(l=10, r=40, t=90, b=10),
-                      title=dict(text=f"Hint loss (MSE, {snapshot.loss_images} test images): "
-                                      f"{snapshot.loss_before:.3f} before → {snapshot.loss_after:.3f} after stage 1",
-                                 font_size=14, y=0.98))
+                      title=dict(text=f"hint loss {snapshot.loss_before:.3f} → {snapshot.loss_after:.3f} "
+                                      f"(MSE, {snapshot.loss_images} test images)", font_size=14, x=0.02, y=0.98))
     return fig
 
 
