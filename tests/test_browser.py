@@ -96,6 +96,11 @@ def test_temperature_slider_updates_bars_and_entropy(browser, lab):
     check_clean(page)
     panel = ".labkd-soft-target-panel"
     page.locator(panel).first.scroll_into_view_if_needed()
+    # widgets render asynchronously after the cell finished: wait for the read-out and the bars
+    page.wait_for_function(
+        "sel => { const e = document.querySelector(sel); return e && /entropy \\d/.test(e.innerText); }",
+        arg=f"{panel} .labkd-entropy", timeout=30_000)
+    page.locator(f"{panel} .js-plotly-plot .barlayer .point path").first.wait_for(timeout=30_000)
     before_bars, before_text = bar_paths(page, panel), page.locator(f"{panel} .labkd-entropy").first.inner_text()
     assert before_bars, "the probability plot drew no bars"
     assert re.search(r"entropy \d", before_text), before_text
