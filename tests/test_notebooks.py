@@ -67,16 +67,29 @@ def test_parameters_cell(path: Path | None) -> None:
 
 @pytest.mark.notebook
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["student", "solutions"])
 @pytest.mark.parametrize("path", CASES)
-def test_notebook_runs_in_fast_mode(path: Path | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_runs_in_fast_mode(path: Path | None, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Student mode: the exercises are unfilled and their checkers say so without stopping the
+    lesson. Solutions mode (``labkd run --solutions``): every checker passes the reference."""
     import papermill
 
     assert path is not None, f"no notebooks in {NOTEBOOKS_DIR}"
     results_file = tmp_path / f"{path.stem}.results.json"
     monkeypatch.setenv("LABKD_RESULTS_FILE", str(results_file))
+    executed = tmp_path / path.name
     papermill.execute_notebook(
-        str(path), str(tmp_path / path.name), parameters={"fast": True}, kernel_name="python3",
-        cwd=str(path.parent), progress_bar=False,
+        str(path), str(executed), parameters={"fast": True, "solutions": mode == "solutions"},
+        kernel_name="python3", cwd=str(path.parent), progress_bar=False,
     )
-    if results_file.exists():
-        assert isinstance(json.loads(results_file.read_text()), dict), "the results file is not a JSON object"
+    # The notebook got to its last cell (notebook.finish records the running time).
+    results = json.loads(results_file.read_text())
+    assert isinstance(results, dict) and results.get("notebook_seconds", 0) > 0, "the notebook did not reach finish()"
+    outputs = json.dumps([c.get("outputs", []) for c in nbformat.read(str(executed), as_version=4).cells])
+    checks = nbformat.read(str(path), as_version=4)
+    n_exercises = sum("exercises.check(" in c.source for c in checks.cells if c.cell_type == "code")
+    if mode == "solutions":
+        assert "reference solution FAILS" not in outputs
+        assert outputs.count("reference solution passes") >= n_exercises
+    else:
+        assert outputs.count("not done yet") >= n_exercises, "an unfilled exercise was not reported with its hint"
