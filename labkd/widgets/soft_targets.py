@@ -311,3 +311,28 @@ class DarkKnowledgePanel(Panel):
             self.figure.layout.title.text = f"{self.title} (T = {t:.2f}, diagonal blank)"
         self.readout.value = (f'<div style="font-size:15px;padding:2px 4px"><b>T = {t:.2f}</b> · most alike: {pairs}'
                               f" · mean probability on the right class {np.nanmean(diagonal):.1%}</div>")
+
+
+def benchmark_cases() -> dict:
+    """Panel callbacks for ``labkd bench``: both panels on synthetic logits of MNIST's test-set size
+    (10,000 x 10), moving the temperature slider through its range."""
+    import torch
+
+    from labkd.data import Split
+
+    generator = torch.Generator().manual_seed(0)
+    n, c = 10_000, 10
+    labels = torch.randint(0, c, (n,), generator=generator)
+    logits = torch.randn(n, c, generator=generator) * 3 + 8 * torch.nn.functional.one_hot(labels, c)
+    split = Split(torch.zeros(n, 1, 28, 28), labels)
+    names = [str(i) for i in range(c)]
+    image_panel = SoftTargetPanel(logits, split, names)
+    matrix_panel = DarkKnowledgePanel(logits, labels, names)
+    values = np.geomspace(T_MIN, T_MAX, 25)
+    state = {"i": 0}
+
+    def move(panel: Panel) -> None:
+        state["i"] += 1
+        panel.temperature.value = float(values[state["i"] % len(values)])
+
+    return {"temperature": lambda: move(image_panel), "matrix_temperature": lambda: move(matrix_panel)}
