@@ -30,10 +30,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 lab: install ## start JupyterLab on notebooks/ (e.g. make lab LAB_ARGS=--no-browser)
 	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
-test: install ## unit and notebook tests (fast mode); not the browser tests
-	$(BIN)/python -m pytest -m "not browser" --durations=10 $(PYTEST_ARGS)
+test: install ## unit, notebook (fast mode) and browser tests; browser tests skip, saying why, without Chromium
+	$(BIN)/python -m pytest --durations=10 $(PYTEST_ARGS)
 
-test-browser: install ## browser tests only (headless Chromium; needs a browser for playwright)
+test-browser: install ## install Debian's chromium if missing (needs root), then run the browser tests
+	@command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 report: install ## run every notebook in full mode into reports/ (HTML + index.html)

@@ -23,6 +23,7 @@ not care above 8. This module runs such a grid — every cell is one cached
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -61,7 +62,8 @@ class SweepRow:
     ``temperature`` is ``None`` and ``alpha`` is 0 for the labels-only baseline. ``history`` is
     the per-epoch list of ``fit`` rows (``epoch, loss, train_acc, val_acc, test_acc, seconds``);
     ``seconds`` is the training time (also when the model came from the cache); ``init`` is a
-    fingerprint of the weights the student started from.
+    fingerprint of the weights the student started from. A run whose loss became NaN or infinite
+    (it *diverged*) is kept with an empty history: its metrics are NaN, so means over it are NaN too.
     """
 
     student: str
@@ -80,10 +82,18 @@ class SweepRow:
     def baseline(self) -> bool:
         return self.temperature is None
 
+    @property
+    def diverged(self) -> bool:
+        """True when training stopped on a NaN/inf loss (no history was kept)."""
+        return not self.history
+
     def metric(self, name: str = "test_acc", epoch: int | None = None) -> float:
-        """``name`` after ``epoch`` (1-based; default the last). ``test_errors`` counts mistakes."""
+        """``name`` after ``epoch`` (1-based; default the last). ``test_errors`` counts mistakes.
+        NaN for a diverged run."""
         if name not in METRICS:
             raise ValueError(f"metric={name!r} is unknown; expected one of {METRICS}")
+        if self.diverged:
+            return float("nan")
         if epoch is not None and not 1 <= epoch <= len(self.history):
             raise ValueError(f"epoch must be in 1..{len(self.history)}, got {epoch!r}")
         row = self.history[-1 if epoch is None else epoch - 1]
@@ -246,6 +256,11 @@ class SweepResult:
         return sum(not r.cached for r in self.rows)
 
 
+def _rank(value: float) -> float:
+    """A sort key that puts NaN (a diverged cell) below every number."""
+    return -math.inf if math.isnan(value) else value
+
+
 def _fmt_t(t: float | None) -> str:
     return "—" if t is None else f"{t:g}"
 
@@ -387,15 +402,24 @@ def run_grid(
             bar.set_description(f"{name} " + ("labels only" if t is None else f"T={t:g} α={a:g}") + f" seed {seed}")
             if t is None:
                 config = baseline_config(base_config, seed)
-                trained = train_model(arch, data, config, use_cache=use_cache, progress=False,
-                                      label=f"sweep {name} labels only seed={seed}", **spec)
+                label = f"sweep {name} labels only seed={seed}"
             else:
                 config = cell_config(base_config, t, a, seed)
-                trained = train_model(arch, data, config, teacher=teacher, use_cache=use_cache, progress=False,
-                                      label=f"sweep {name} T={t:g} alpha={a:g} t2={config.scale_by_t2} seed={seed}",
-                                      **spec)
-            row = SweepRow(name, t, a, seed, config.scale_by_t2, list(trained.history), len(data.test),
-                           float(trained.seconds), bool(trained.cached), trained.key, inits[(name, seed)])
+                label = f"sweep {name} T={t:g} alpha={a:g} t2={config.scale_by_t2} seed={seed}"
+            start = time.perf_counter()
+            try:
+                trained = train_model(arch, data, config, teacher=None if t is None else teacher,
+                                      use_cache=use_cache, progress=False, label=label, **spec)
+            except ValueError as error:
+                # The losses refuse NaN/inf logits: this run diverged. Keep it as a row (it is a
+                # result: too high a learning rate for this cell), uncached, with no history.
+                if "NaN or inf" not in str(error):
+                    raise
+                row = SweepRow(name, t, a, seed, config.scale_by_t2, [], len(data.test),
+                               time.perf_counter() - start, False, "", inits[(name, seed)])
+            else:
+                row = SweepRow(name, t, a, seed, config.scale_by_t2, list(trained.history), len(data.test),
+                               float(trained.seconds), bool(trained.cached), trained.key, inits[(name, seed)])
             rows.append(row)
             bar.update(1)
             if on_cell is not None:
@@ -500,7 +524,7 @@ def best_temperature(result: SweepResult, student: str, alpha: float | None = No
     crit = dict(student=student, alpha=alpha, scale_by_t2=scale_by_t2)
     per_t = {t: result.mean_std(metric, temperature=t, **crit) for t in temps}
     reported = {t: result.mean_std(report, temperature=t, **crit) for t in temps}
-    best = max(temps, key=lambda t: (sign * per_t[t][0], -t))
+    best = max(temps, key=lambda t: (_rank(sign * per_t[t][0]), -t))
     bm, bs, _ = per_t[best]
     close = [t for t in temps if abs(per_t[t][0] - bm) <= math.hypot(bs, per_t[t][1]) + 1e-12]
     per_seed: dict[int, float] = {}
@@ -508,7 +532,7 @@ def best_temperature(result: SweepResult, student: str, alpha: float | None = No
         scores = {t: result.values(metric, temperature=t, seed=seed, **crit) for t in temps}
         scores = {t: v[0] for t, v in scores.items() if v}
         if scores:
-            per_seed[seed] = max(scores, key=lambda t: (sign * scores[t], -t))
+            per_seed[seed] = max(scores, key=lambda t: (_rank(sign * scores[t]), -t))
     return TemperatureChoice(student, float(alpha), metric, report, best, per_t, reported, close, per_seed)
 
 
@@ -560,8 +584,8 @@ def check_temperature_remark(result: SweepResult, alpha: float, small: str = "30
         lines.append(f"{small}: the grid has no temperature {'in' if not inside else 'outside'} "
                      f"[{lo:g}, {hi:g}]; cannot test the small-student remark.")
     else:
-        t_in = max(inside, key=lambda t: stats[t][0])
-        t_out = max(outside, key=lambda t: stats[t][0])
+        t_in = max(inside, key=lambda t: _rank(stats[t][0]))
+        t_out = max(outside, key=lambda t: _rank(stats[t][0]))
         diff = stats[t_in][0] - stats[t_out][0]
         bound = _two_se(stats[t_in], stats[t_out])
         n = min(stats[t_in][2], stats[t_out][2])
@@ -581,8 +605,8 @@ def check_temperature_remark(result: SweepResult, alpha: float, small: str = "30
                      f"the large-student remark.")
     else:
         lstats = {t: result.mean_std("test_acc", student=large, temperature=t, **crit) for t in large_t}
-        t_max = max(large_t, key=lambda t: lstats[t][0])
-        t_min = min(large_t, key=lambda t: lstats[t][0])
+        t_max = max(large_t, key=lambda t: _rank(lstats[t][0]))
+        t_min = min(large_t, key=lambda t: -_rank(-lstats[t][0]))
         spread = lstats[t_max][0] - lstats[t_min][0]
         bound = _two_se(lstats[t_max], lstats[t_min])
         text = (f"{large}: at T >= {large_above:g} ({', '.join(f'{t:g}' for t in large_t)}) mean test accuracy "
@@ -750,10 +774,11 @@ def temperature_preference_figure(result: SweepResult, alpha: float, students: S
 
 
 def mean_curve(result: SweepResult, metric: str = "val_acc", **criteria) -> tuple[list[int], list[float], list[float]]:
-    """Epochs, mean and std over seeds of ``metric`` per epoch for the matching rows."""
-    rows = result.select(**criteria)
+    """Epochs, mean and std over seeds of ``metric`` per epoch for the matching rows (diverged runs,
+    which have no curve, are left out)."""
+    rows = [r for r in result.select(**criteria) if not r.diverged]
     if not rows:
-        raise ValueError(f"no rows match {criteria}")
+        raise ValueError(f"no rows (that did not diverge) match {criteria}")
     epochs = min(len(r.history) for r in rows)
     stats = [plots.mean_std([r.metric(metric, e) for r in rows]) for e in range(1, epochs + 1)]
     return list(range(1, epochs + 1)), [m for m, _ in stats], [s for _, s in stats]
@@ -826,7 +851,7 @@ def stronger_baseline(candidates: Mapping[str, SweepResult], student: str,
     having = {k: r for k, r in candidates.items() if r.select(student=student, baseline=True)}
     if not having:
         raise ValueError(f"none of {list(candidates)} has a labels-only run of {student!r}")
-    label = max(having, key=lambda k: having[k].baseline_mean_std(student, metric)[0])
+    label = max(having, key=lambda k: _rank(having[k].baseline_mean_std(student, metric)[0]))
     return label, having[label]
 
 
@@ -836,8 +861,8 @@ def best_cell(result: SweepResult, student: str, metric: str = "val_acc",
     cells = {(r.temperature, r.alpha) for r in result.select(student=student, baseline=False, scale_by_t2=scale_by_t2)}
     if not cells:
         raise ValueError(f"no distilled runs of {student!r} in this result")
-    return max(sorted(cells), key=lambda c: result.mean_std(metric, student=student, temperature=c[0], alpha=c[1],
-                                                            scale_by_t2=scale_by_t2)[0])
+    return max(sorted(cells), key=lambda c: _rank(result.mean_std(metric, student=student, temperature=c[0], alpha=c[1],
+                                                                  scale_by_t2=scale_by_t2)[0]))
 
 
 def describe_runs(entries: Sequence[tuple[str, SweepResult, Mapping]]) -> list[str]:
@@ -848,9 +873,16 @@ def describe_runs(entries: Sequence[tuple[str, SweepResult, Mapping]]) -> list[s
         if not result.select(**criteria):
             lines.append(f"{label:<{width}}: not run")
             continue
-        first = result.mean_std("test_acc", epoch=1, **criteria)
-        last = result.mean_std("test_acc", **criteria)
-        lines.append(f"{label:<{width}}: test accuracy after epoch 1 {_pm(first)}%, at the end {_pm(last)}%")
+        rows = result.select(**criteria)
+        bad = sum(r.diverged for r in rows)
+        if bad == len(rows):
+            lines.append(f"{label:<{width}}: diverged (NaN loss) in every run ({bad})")
+            continue
+        ok = SweepResult([r for r in rows if not r.diverged])
+        first = ok.mean_std("test_acc", epoch=1, scale_by_t2=None)
+        last = ok.mean_std("test_acc", scale_by_t2=None)
+        note = f"; diverged (NaN loss) in {bad} of {len(rows)} runs" if bad else ""
+        lines.append(f"{label:<{width}}: test accuracy after epoch 1 {_pm(first)}%, at the end {_pm(last)}%{note}")
     return lines
 
 

@@ -300,3 +300,34 @@ def test_soft_gradient_shrinks_like_one_over_t_squared_without_the_factor(digits
                                         loss=lambda s, t, T: 2 * sweeps.losses.soft_target_loss(s, t, T))
     assert custom["with T²"] == pytest.approx([2 * v for v in with_t2])
     assert math.isfinite(sweeps.gradient_norms_figure(norms, temps).data[0].y[0])
+
+
+def test_a_diverged_run_is_kept_as_a_nan_row_and_never_chosen(digits, teacher, base, monkeypatch):
+    real = sweeps.train_model
+
+    def diverging(arch, data, config, **kwargs):  # what fit does when the logits blow up
+        if config.loss == "distillation" and config.temperature == 4:
+            raise ValueError("student_logits contains NaN or inf")
+        return real(arch, data, config, **kwargs)
+
+    monkeypatch.setattr(sweeps, "train_model", diverging)
+    spec = {"wide": STUDENTS["wide"]}
+    both = sweeps.run_grid(digits, teacher, spec, (1, 4), (1.0,), 2, base, progress=False)
+    wild = SweepResult(both.select(temperature=4, alpha=1.0))
+    assert len(wild) == 2 and all(r.diverged and not r.cached and not r.history for r in wild)
+    assert math.isnan(wild.rows[0].metric("test_acc"))
+    assert math.isnan(both.mean_std(temperature=4, alpha=1.0)[0])
+    assert "diverged (NaN loss) in every run (2)" in sweeps.describe_runs([("wild", both, {"temperature": 4})])[0]
+    assert sweeps.best_temperature(both, "wide", 1.0).temperature == 1
+    assert sweeps.best_cell(both, "wide") == (1, 1.0)
+    with pytest.raises(ValueError, match="did not diverge"):
+        sweeps.mean_curve(both, temperature=4)
+
+
+def test_other_errors_are_not_taken_for_divergence(digits, teacher, base, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("guided_layer='x' is not a layer of this model")
+
+    monkeypatch.setattr(sweeps, "train_model", broken)
+    with pytest.raises(ValueError, match="guided_layer"):
+        sweeps.run_grid(digits, teacher, {"wide": STUDENTS["wide"]}, (1,), (1.0,), 1, base, progress=False)

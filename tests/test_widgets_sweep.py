@@ -143,3 +143,16 @@ def test_benchmark_cases_run_for_labkd_bench():
     for fn in cases.values():
         fn()
         fn()
+
+
+def test_diverged_runs_are_named_in_the_status():
+    result = make_result()
+    for r in result.rows:
+        if r.student == "800-800" and r.temperature == 20 and r.alpha == 0.9 and r.scale_by_t2:
+            r.history = [] if r.seed > 0 else r.history
+    panel = SweepPanel(result)
+    panel.select(temperature=20, alpha=0.9)
+    assert "2 more diverged" in panel.status.value
+    assert len(panel.figure.data[1].y) == 3  # the curve of the seed that trained
+    panel.seed.value = 1
+    assert "diverged" in panel.status.value and len(panel.figure.data[1].y) == 0

@@ -168,8 +168,9 @@ class SweepPanel(Panel):
         base = dict(student=name, baseline=True)
         if seed != MEAN:
             cell["seed"] = base["seed"] = seed
-        have_cell = t is not None and a is not None and bool(self.result.select(**cell))
-        have_base = bool(self.result.select(**base))
+        cell_rows = self.result.select(**cell) if t is not None and a is not None else []
+        have_cell = any(not r.diverged for r in cell_rows)
+        have_base = any(not r.diverged for r in self.result.select(**base))
         curves = []
         for criteria, present in ((cell, have_cell), (base, have_base)):
             for metric in ("val_acc", "test_acc"):
@@ -191,15 +192,19 @@ class SweepPanel(Panel):
             marker = self.heatmap.data[1]
             marker.x = [_fmt(t)] if t is not None else []
             marker.y = [_fmt(a)] if a is not None else []
-        self.status.value = self._status_text(cell, base, have_cell, have_base)
+        self.status.value = self._status_text(cell, base, cell_rows, have_base)
 
-    def _status_text(self, cell: dict, base: dict, have_cell: bool, have_base: bool) -> str:
-        if not have_cell:
+    def _status_text(self, cell: dict, base: dict, cell_rows: list, have_base: bool) -> str:
+        if not cell_rows:
             return "<i>This cell is not in the grid" + (" — train it below." if self.data is not None else ".") + "</i>"
-        m, s, n = self.result.mean_std("test_acc", **cell)
-        vm, vs, _ = self.result.mean_std("val_acc", **cell)
-        e, _, _ = self.result.mean_std("test_errors", **cell)
-        secs = sum(r.seconds for r in self.result.select(**cell))
+        bad = sum(r.diverged for r in cell_rows)
+        if bad == len(cell_rows):
+            return f"<b>Every run of this cell diverged</b> (NaN loss, {bad} run{'s' if bad > 1 else ''})."
+        ok = SweepResult([r for r in cell_rows if not r.diverged])
+        m, s, n = ok.mean_std("test_acc", scale_by_t2=None)
+        vm, vs, _ = ok.mean_std("val_acc", scale_by_t2=None)
+        e, _, _ = ok.mean_std("test_errors", scale_by_t2=None)
+        secs = sum(r.seconds for r in cell_rows)
         text = (f"<b>final test accuracy {m * 100:.2f}%</b>" + (f" ± {s * 100:.2f}" if n > 1 else "")
                 + f" ({e:.0f} errors) · val {vm * 100:.2f}%" + (f" ± {vs * 100:.2f}" if n > 1 else ""))
         if have_base:
@@ -207,6 +212,8 @@ class SweepPanel(Panel):
             diff = (m - bm) * 100
             text += f" · labels only {bm * 100:.2f}% → <b>{diff:+.2f} points</b>"
         text += f" · {n} run{'s' if n > 1 else ''}, {secs:.1f} s of training"
+        if bad:
+            text += f" · <b>{bad} more diverged</b> (NaN loss)"
         return text
 
     # --- figures -------------------------------------------------------------------------------
