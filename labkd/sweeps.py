@@ -595,8 +595,9 @@ def check_temperature_remark(result: SweepResult, alpha: float, small: str = "30
             lines.append(text + " — one seed, no spread: no conclusion.")
         else:
             small_ok = diff > bound
+            narrow = " — narrowly: more seeds would settle it" if small_ok and diff < 1.5 * bound else ""
             lines.append(text + f", two standard errors {bound * 100:.2f} → "
-                         + ("the moderate temperatures ARE clearly better (reproduces the remark)." if small_ok else
+                         + (f"the moderate temperatures ARE better (reproduces the remark{narrow})." if small_ok else
                             "not clearly better (does not reproduce the remark at this precision)."))
     large_t = [t for t in result.temperatures_of(large, alpha) if t >= large_above]
     large_ok: bool | None = None
@@ -615,7 +616,7 @@ def check_temperature_remark(result: SweepResult, alpha: float, small: str = "30
             lines.append(text + " — one seed, no spread: no conclusion.")
         else:
             large_ok = spread <= bound
-            lines.append(text + f", two standard errors {bound * 100:.2f} → "
+            lines.append(text + f", two standard errors of a difference {bound * 100:.2f} → "
                          + ("insensitive to T there (reproduces the remark)." if large_ok else
                             "T still matters there (does not reproduce the remark)."))
     return RemarkCheck(small_ok, large_ok, lines)
@@ -678,24 +679,37 @@ def _scale(metric: str, percent: bool) -> tuple[float, str]:
     return 1.0, name
 
 
-def _add_baseline(fig: go.Figure, result: SweepResult, student: str, metric: str, k: float,
-                  row: int | None = None, col: int | None = None, showlegend: bool = True) -> None:
-    if not result.select(student=student, baseline=True):
-        return
-    mean, std, n = result.baseline_mean_std(student, metric)
+_BASELINE_STYLES = (("dash", "grey"), ("dot", "black"), ("dashdot", "#8c564b"))
+
+
+def _add_baselines(fig: go.Figure, result: SweepResult, student: str, metric: str, k: float,
+                   label: str = "", extra: Mapping[str, SweepResult] | None = None,
+                   row: int | None = None, col: int | None = None, showlegend: bool = True) -> None:
+    """The labels-only student of ``result`` (and of each ``extra`` result, e.g. another learning
+    rate) as horizontal lines; the first with a ±std band."""
+    sources = [(label, result), *(extra or {}).items()]
     kwargs = {} if row is None else {"row": row, "col": col}
-    fig.add_hline(y=mean * k, line_dash="dash", line_color="grey", **kwargs)
-    if std > 0:
-        fig.add_hrect(y0=(mean - std) * k, y1=(mean + std) * k, fillcolor="grey", opacity=0.15, line_width=0, **kwargs)
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color="grey"),
-                             name=f"labels only ({n} seed{'s' if n > 1 else ''})", showlegend=showlegend), **kwargs)
+    for i, (name, source) in enumerate(sources):
+        if not source.select(student=student, baseline=True):
+            continue
+        mean, std, n = source.baseline_mean_std(student, metric)
+        dash, colour = _BASELINE_STYLES[i % len(_BASELINE_STYLES)]
+        fig.add_hline(y=mean * k, line_dash=dash, line_color=colour, **kwargs)
+        if i == 0 and std > 0:
+            fig.add_hrect(y0=(mean - std) * k, y1=(mean + std) * k, fillcolor=colour, opacity=0.15, line_width=0,
+                          **kwargs)
+        text = "labels only" + (f", {name}" if name else "") + f" ({n} seed{'s' if n > 1 else ''})"
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash=dash, color=colour), name=text,
+                                 showlegend=showlegend), **kwargs)
 
 
 def accuracy_vs_temperature_figure(result: SweepResult, student: str, metric: str = "test_acc",
                                    alphas: Sequence[float] | None = None, scale_by_t2: Sequence[bool] = (True,),
-                                   percent: bool = True, title: str | None = None) -> go.Figure:
+                                   percent: bool = True, title: str | None = None, baseline_label: str = "",
+                                   extra_baselines: Mapping[str, SweepResult] | None = None) -> go.Figure:
     """``metric`` against T (log axis), one line per alpha (and T² setting), mean ± std over seeds;
-    the labels-only baseline is the dashed line with its ±std band."""
+    the labels-only baseline is the dashed line with its ±std band (``extra_baselines``, e.g.
+    ``{"lr 0.05": other}``, add more labels-only lines)."""
     if student not in result.students:
         raise ValueError(f"student={student!r} is not in this result; expected one of {result.students}")
     k, y_title = _scale(metric, percent)
@@ -717,7 +731,7 @@ def accuracy_vs_temperature_figure(result: SweepResult, student: str, metric: st
                                       x_title="temperature T", y_title=y_title, log_x=True,
                                       title=title or f"{student} student: {_NAMES.get(metric, metric)} against temperature")
     fig.update_xaxes(tickvals=temps_all, ticktext=[_fmt_t(t) for t in temps_all])
-    _add_baseline(fig, result, student, metric, k)
+    _add_baselines(fig, result, student, metric, k, baseline_label, extra_baselines)
     return fig
 
 
@@ -746,7 +760,8 @@ def alpha_temperature_heatmap(result: SweepResult, student: str, metric: str = "
 
 
 def temperature_preference_figure(result: SweepResult, alpha: float, students: Sequence[str] | None = None,
-                                  metric: str = "test_acc", percent: bool = True) -> go.Figure:
+                                  metric: str = "test_acc", percent: bool = True, baseline_label: str = "",
+                                  extra_baselines: Mapping[str, SweepResult] | None = None) -> go.Figure:
     """One panel per student: ``metric`` against T at ``alpha`` (mean ± std over seeds), the baseline
     band, and a star on the temperature chosen by :func:`best_temperature` (on validation accuracy)."""
     names = list(students) if students is not None else result.students
@@ -765,7 +780,8 @@ def temperature_preference_figure(result: SweepResult, alpha: float, students: S
         fig.add_trace(go.Scatter(x=[best.temperature], y=[bm * k], mode="markers", marker=dict(symbol="star", size=16,
                                  color="#d62728"), name="best T (chosen on validation)", showlegend=col == 1),
                       row=1, col=col)
-        _add_baseline(fig, result, name, metric, k, row=1, col=col, showlegend=col == 1)
+        _add_baselines(fig, result, name, metric, k, baseline_label, extra_baselines, row=1, col=col,
+                       showlegend=col == 1)
         fig.update_xaxes(type="log", tickvals=temps, ticktext=[_fmt_t(t) for t in temps], title_text="temperature T",
                          row=1, col=col)
     fig.update_yaxes(title_text=y_title, row=1, col=1)
@@ -897,7 +913,8 @@ def describe_t2_ablation(result: SweepResult, student: str, temperature: float, 
 
 
 def findings(result: SweepResult, alpha: float = 0.9, temperature: float = 20.0, large: str = "800-800",
-             small: str = "30-30", extra_baselines: Mapping[str, SweepResult] | None = None) -> list[dict]:
+             small: str = "30-30", extra_baselines: Mapping[str, SweepResult] | None = None,
+             baseline_label: str = "") -> list[dict]:
     """The lesson's summary table: our mean ± std test accuracy and errors beside the paper's errors.
 
     Rows: each student's labels-only run (and those of ``extra_baselines``, e.g.
@@ -919,7 +936,8 @@ def findings(result: SweepResult, alpha: float = 0.9, temperature: float = 20.0,
     for name in (large, small):
         if name not in result.students:
             continue
-        add(f"{name}, labels only", PAPER["labels_only_errors"] if name == large else "—", student=name, baseline=True)
+        add(f"{name}, labels only" + (f", {baseline_label}" if baseline_label else ""),
+            PAPER["labels_only_errors"] if name == large else "—", student=name, baseline=True)
         for label, other in (extra_baselines or {}).items():
             add(f"{name}, labels only, {label}", "—", other, student=name, baseline=True)
         if name == large:
