@@ -41,6 +41,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_created.pop(), ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Unit tests use tiny models: one torch thread avoids oversubscribing the CPU (on a busy
+    2-core machine two threads made them up to 40x slower). Notebook kernels are unaffected."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository's root folder (the one holding pyproject.toml)."""

@@ -23,13 +23,6 @@ CONFIG = TrainConfig(epochs=1, batch_size=64, seed=0)
 SMALL = {"hidden": (16,)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(autouse=True)
 def cache_folder(tmp_path: Path, monkeypatch) -> Path:

@@ -16,14 +16,6 @@ from labkd.train import OBJECTIVES, OPTIMIZERS, SCHEDULES, FitResult, TrainConfi
 NUMBERS = ("epoch", "loss", "train_acc", "val_acc", "test_acc")  # every history column but the time
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train much faster on one thread, especially on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def digits():

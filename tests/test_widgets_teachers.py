@@ -18,14 +18,6 @@ from labkd.widgets.teacher_size import TeacherSizePanel, assistant_figure, size_
 SANITY_MS = 1000  # far above the 50 ms target: only catches a callback that trains or loops badly
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids OpenMP oversubscription on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def data():
