@@ -20,6 +20,13 @@ class Panel:
     widget = None
     figure: go.FigureWidget
 
+    def update(self) -> None:  # pragma: no cover - every panel defines it
+        raise NotImplementedError
+
+    def on_change(self, change: dict | None = None) -> None:
+        """A control changed: redraw with ``update`` (timed in ``last_update_ms``)."""
+        self.timed(self.update)
+
     def timed(self, callback: Callable[..., None], *args, **kwargs) -> None:
         start = time.perf_counter()
         callback(*args, **kwargs)

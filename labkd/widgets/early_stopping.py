@@ -161,10 +161,6 @@ class EarlyStoppingPanel(Panel):
     def epoch(self) -> int:
         return int(self.slider.value)
 
-    def on_change(self, change: dict | None = None) -> None:
-        """The slider moved: redraw (timed in ``last_update_ms``)."""
-        self.timed(self.update)
-
     def select(self, epoch: int) -> None:
         """Show teacher epoch ``epoch`` (one of ``epochs``)."""
         if int(epoch) not in self.epochs:

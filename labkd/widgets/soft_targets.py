@@ -167,10 +167,6 @@ class SoftTargetPanel(Panel):
     def index(self) -> int:
         return int(self.picker.value)
 
-    def on_change(self, change: dict | None = None) -> None:
-        """Any control changed: recompute (timed in ``last_update_ms``)."""
-        self.timed(self.update)
-
     def set_temperature(self, temperature: float) -> None:
         """Move the slider (the figure follows)."""
         self.temperature.value = check_temperature(temperature)
@@ -269,9 +265,6 @@ class DarkKnowledgePanel(Panel):
         fig.update_layout(height=560, width=760, margin=dict(l=20, r=20, t=60, b=50),
                           title=dict(text=self.title, x=0.01))
         return fig
-
-    def on_change(self, change: dict | None = None) -> None:
-        self.timed(self.update)
 
     def set_temperature(self, temperature: float) -> None:
         self.temperature.value = check_temperature(temperature)

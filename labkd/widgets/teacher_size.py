@@ -115,10 +115,6 @@ class TeacherSizePanel(Panel):
 
     # -- callbacks ---------------------------------------------------------------------------
 
-    def on_change(self, change: dict | None = None) -> None:
-        """The drop-down changed: redraw (timed in ``last_update_ms``)."""
-        self.timed(self.update)
-
     def select(self, width: int) -> None:
         """Choose a student width (one of ``student_widths``); the figure follows."""
         if int(width) not in self.hiddens:
