@@ -80,6 +80,35 @@ def check_feature_name(model: nn.Module, name: str, argument: str) -> None:
 # Architectures
 
 
+def keep_mask(x: Tensor, p: float) -> Tensor:
+    """A boolean mask shaped like ``x``, each entry True with probability ``1 - p`` (to 1/65536).
+
+    Draws 64 random bits per four entries and compares 16-bit lanes with a threshold: a quarter
+    of the generator calls of ``rand_like`` and ~2.7x faster than it on CPU (``bernoulli_`` is
+    slower still: single-threaded). Seeded by the global generator like every torch sampler.
+    """
+    n = x.numel()
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+    lanes = words.view(torch.int16)[:n].view(x.shape)  # uniform on [-32768, 32767]
+    return lanes >= int(round(p * 65536)) - 32768
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a faster mask (:func:`keep_mask`).
+
+    Same semantics: in training each unit is zeroed with probability p and the kept ones scaled
+    by 1/(1-p); identity in eval. PyTorch's own mask took 40% of a Hinton-teacher training step
+    on 2 cores; this one takes ~5% (see ``benchmarks/README.md``).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:  # x: any shape
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0
+        return x * (keep_mask(x, self.p).to(x.dtype) * (1.0 / (1.0 - self.p)))
+
+
 def mlp(
     input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (800, 800),
     dropout: float = 0.0, input_dropout: float = 0.0,
@@ -102,11 +131,11 @@ def mlp(
         if i == 1:
             layers.append(nn.Flatten())
         if (input_dropout if i == 1 else dropout) > 0:
-            layers.append(nn.Dropout(input_dropout if i == 1 else dropout))
+            layers.append(Dropout(input_dropout if i == 1 else dropout))
         layers += [nn.Linear(width, int(h)), nn.ReLU()]
         blocks[f"fc{i}"] = nn.Sequential(*layers)
         width = int(h)
-    head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes)) if dropout > 0 else nn.Linear(width, num_classes)
+    head = nn.Sequential(Dropout(dropout), nn.Linear(width, num_classes)) if dropout > 0 else nn.Linear(width, num_classes)
     return BlockModel(blocks, head)
 
 

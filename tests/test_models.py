@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from labkd.models import (
+    Dropout,
+    keep_mask,
     PRESETS, RESNET_DEPTHS, build_model, check_feature_name, describe, num_parameters, rebuild,
     serialized_size,
 )
@@ -262,3 +264,48 @@ def test_bad_options(arch, options, error, pattern):
 def test_bad_num_classes(num_classes):
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         build_model("mlp", num_classes=num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# The fast dropout
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
+def test_keep_mask_keeps_a_fraction_1_minus_p(p: float) -> None:
+    torch.manual_seed(0)
+    mask = keep_mask(torch.empty(400, 500), p)
+    assert mask.dtype == torch.bool and mask.shape == (400, 500)
+    # 200k Bernoulli draws: standard error of the mean < 0.0012
+    assert abs(mask.float().mean().item() - (1 - p)) < 0.006
+
+
+def test_keep_mask_is_not_correlated_between_neighbours() -> None:
+    """Four entries share one 64-bit draw; they must still be independent."""
+    torch.manual_seed(0)
+    m = keep_mask(torch.empty(100_000, 4), 0.5).float()
+    corr = torch.corrcoef(m.T)
+    assert (corr - torch.eye(4)).abs().max() < 0.02
+
+
+def test_dropout_matches_nn_dropout_semantics() -> None:
+    x = torch.ones(2000, 300)
+    drop = Dropout(0.5)
+    torch.manual_seed(1)
+    y = drop.train()(x)
+    assert set(y.unique().tolist()) == {0.0, 2.0}            # dropped or scaled by 1/(1-p)
+    assert abs(y.mean().item() - 1.0) < 0.02                 # expectation kept
+    assert torch.equal(drop.eval()(x), x)                    # identity in eval
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    torch.manual_seed(1)
+    assert torch.equal(drop.train()(x), y)                   # seeded like every torch sampler
+
+
+def test_dropout_gradient_is_masked_and_scaled() -> None:
+    x = torch.randn(50, 40, requires_grad=True)
+    torch.manual_seed(3)
+    y = Dropout(0.25).train()(x)
+    y.sum().backward()
+    kept = y.detach() != 0
+    assert torch.allclose(x.grad[kept], torch.full_like(x.grad[kept], 1 / 0.75))
+    assert torch.all(x.grad[~kept] == 0)
