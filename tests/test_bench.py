@@ -172,6 +172,18 @@ def test_widget_modules_finds_the_package_modules() -> None:
     assert names == sorted(names)
 
 
+def test_every_panel_module_has_latency_cases_and_they_run() -> None:
+    """Every widgets module offers ``benchmark_cases()``, so ``labkd bench`` times every slider."""
+    modules = bench.widget_modules()
+    missing = [name for name, module in modules if not hasattr(module, "benchmark_cases")]
+    assert not missing, f"widget modules without benchmark_cases(): {missing}"
+    latency, errors = bench.widget_latency(repeats=1, modules=modules)
+    assert not errors, errors
+    for name, module in modules:
+        short = name.rsplit(".", 1)[-1]
+        assert any(case.startswith(short + ".") for case in latency), f"{short}: no case was timed"
+
+
 # --------------------------------------------------------------------------------------------
 # The whole run, tiny
 

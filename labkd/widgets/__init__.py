@@ -41,3 +41,17 @@ class Panel:
 def figure_widget(figure: go.Figure | None = None) -> go.FigureWidget:
     """A ``FigureWidget`` (needs the ``anywidget`` package, a labkd dependency)."""
     return go.FigureWidget(figure)
+
+
+def cycle_values(control, values) -> Callable[[], None]:
+    """A ``labkd bench`` case: each call moves ``control`` to the next of ``values`` (as a user would)."""
+    values = list(values)
+    if len(values) < 2:
+        raise ValueError(f"values must offer at least two settings to cycle through, got {values!r}")
+    state = {"i": values.index(control.value) if control.value in values else -1}
+
+    def step() -> None:
+        state["i"] = (state["i"] + 1) % len(values)
+        control.value = values[state["i"]]
+
+    return step

@@ -29,7 +29,7 @@ from labkd.losses import check_temperature
 from labkd.teacher_studies import (
     ARMS, COLOURS, TEMPERATURE, checkpoint_curves, checkpoint_soft_targets, pick_examples,
 )
-from labkd.widgets import Panel, figure_widget
+from labkd.widgets import Panel, cycle_values, figure_widget
 
 COLOUR_LABEL = "#2ca02c"
 COLOUR_OTHER = "#1f77b4"
@@ -258,3 +258,15 @@ def eskd_figure(rows: Sequence[Mapping], stop_epoch: int | None = None) -> go.Fi
     fig.update_xaxes(title_text="student epoch")
     fig.update_layout(title=f"Student {mine[0]['student']}: stopping distillation early (mean over seeds)", height=420)
     return fig
+
+
+def benchmark_cases() -> dict:
+    """The checkpoint slider for ``labkd bench``: 30 teacher epochs, four MNIST-sized images."""
+    gen = np.random.default_rng(0)
+    epochs = list(range(1, 31))
+    logits = gen.normal(size=(len(epochs), 4, 10)) * np.arange(1, 31)[:, None, None] / 5
+    student = (epochs, list(0.95 + gen.normal(0, 0.002, 30)), [0.002] * 30)
+    teacher = {e: {"test_acc": 0.97, "entropy_T": 1.0, "ece": 0.01} for e in epochs}
+    panel = EarlyStoppingPanel(logits, epochs, gen.random((4, 28, 28)), [0, 1, 2, 3], [str(i) for i in range(10)],
+                               student, teacher=teacher, baseline=0.94)
+    return {"teacher_epoch": cycle_values(panel.slider, epochs)}

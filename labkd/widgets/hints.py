@@ -19,7 +19,7 @@ from labkd.data import Data
 from labkd.experiments import Trained
 from labkd.models import build_model, num_parameters
 from labkd.train import TrainConfig
-from labkd.widgets import Panel, figure_widget
+from labkd.widgets import Panel, cycle_values, figure_widget
 
 
 class HintBrowser(Panel):
@@ -190,3 +190,15 @@ class HintPairPanel(Panel):
         if values:
             lo, hi = min(values), max(values)
             self.figure.layout.yaxis.range = [max(0.0, lo - max(2.0, hi - lo)), min(100.0, hi + 1.5)]
+
+
+def benchmark_cases() -> dict:
+    """The hint browser's sliders for ``labkd bench``: 16 images, a 64-channel 7x7 hint (lesson 03's sizes)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    maps = [torch.randn(16, 64, 7, 7, generator=gen) for _ in range(3)]
+    snapshot = fitnets.HintSnapshot(torch.rand(16, 1, 28, 28, generator=gen), *maps, loss_before=1.0,
+                                    loss_after=0.5, loss_images=1000, hint_layer="conv2", guided_layer="conv3")
+    panel = HintBrowser(snapshot)
+    return {"image": cycle_values(panel.image, range(16)), "channel": cycle_values(panel.channel, range(64))}

@@ -28,7 +28,7 @@ from labkd.teacher_studies import (
     mlp_num_parameters, summarize,
 )
 from labkd.train import TrainConfig
-from labkd.widgets import Panel, figure_widget
+from labkd.widgets import Panel, cycle_values, figure_widget
 
 
 class TeacherSizePanel(Panel):
@@ -298,3 +298,33 @@ def assistant_figure(rows: Sequence[Mapping]) -> go.Figure:
     fig.update_layout(title=f"Student {student}: direct distillation or through a teacher assistant",
                       height=420, showlegend=True)
     return fig
+
+
+def benchmark_cases() -> dict:
+    """The student drop-down for ``labkd bench``, on made-up rows the size of lesson 04's full grid
+    (4 teachers, 3 students, 3 seeds; no training)."""
+    import torch
+
+    from labkd.data import Split
+
+    tiny = Split(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))
+    data = Data("synthetic", tiny, tiny, tiny, [str(i) for i in range(10)], 0.0, 1.0)
+    rng = np.random.default_rng(0)
+    teachers, students, seeds = [32, 128, 512, 1200], [10, 30, 100], [0, 1, 2]
+    family = TeacherFamily(data)
+    rows = []
+    for w in teachers:
+        hidden = mlp_hidden(w)
+        for s in seeds:
+            family.teachers[(hidden, s)] = None  # only the keys are read without training
+            family.rows.append({"teacher": mlp_name(hidden, data), "hidden": hidden, "seed": s,
+                                "params": mlp_num_parameters(784, hidden, 10), "test_acc": 0.97 + rng.normal(0, 0.002)})
+    for sw in students:
+        for t in [*teachers, None]:
+            for s in seeds:
+                th = None if t is None else mlp_hidden(t)
+                rows.append({"student": mlp_name(mlp_hidden(sw), data), "seed": s, "test_acc": 0.95 + rng.normal(0, 0.003),
+                             "teacher": BASELINE if th is None else mlp_name(th, data), "teacher_hidden": th,
+                             "teacher_params": None if th is None else mlp_num_parameters(784, th, 10)})
+    panel = TeacherSizePanel(data, family, rows, TrainConfig(loss="distillation"), students)
+    return {"student": cycle_values(panel.picker, students)}
