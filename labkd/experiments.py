@@ -62,6 +62,17 @@ def model_identity(model: nn.Module | Trained) -> str:
     return cache.tensor_fingerprint(*[t.float() for t in model.state_dict().values()])
 
 
+def config_key(config: TrainConfig) -> dict:
+    """The fields of ``config`` that differ from :class:`TrainConfig`'s defaults.
+
+    Keys built from this survive new ``TrainConfig`` fields (added with defaults), so adding a
+    method does not invalidate every cached teacher. Changing an existing default changes what
+    old keys mean: bump ``cache.FORMAT`` when you do.
+    """
+    defaults = TrainConfig()
+    return {k: v for k, v in config.to_dict().items() if v != getattr(defaults, k, object())}
+
+
 def train_model(
     arch: str,
     data: Data,
@@ -94,7 +105,7 @@ def train_model(
     key = cache.make_key({
         "model": model.spec,
         "data": data.spec,
-        "train": config.to_dict(),
+        "train": config_key(config),
         "teacher": None if teacher is None else model_identity(teacher),
         "teacher_logits": None if teacher_logits is None else cache.tensor_fingerprint(teacher_logits),
         "init": None if init is None else model_identity(init),

@@ -287,3 +287,11 @@ def test_zoo_student_config():
     assert (changed.seed, changed.loss, changed.temperature) == (3, "distillation", 20.0)
     with pytest.raises(ValueError, match="temperature"):
         zoo.student_config(fast=True, temperature=0)
+
+
+def test_config_key_lists_only_what_differs_from_the_defaults() -> None:
+    from labkd.experiments import config_key
+
+    assert config_key(TrainConfig()) == {}
+    assert config_key(TrainConfig(epochs=7, lr=0.05)) == {"epochs": 7}  # lr 0.05 is the default
+    assert config_key(TrainConfig(loss="distillation", temperature=20)) == {"loss": "distillation", "temperature": 20}
