@@ -1,6 +1,10 @@
 """Record a notebook's key results so ``labkd run`` can list them in the report index.
 
 >>> record(teacher_errors=71, student_errors=112)
+>>> compare("teacher test errors", labkd=98, paper=67, seeds=[0], seconds=512)
+
+``compare`` rows ("paper versus labkd") are collected by ``labkd run`` into ``results.md``, the
+table the README's Results section is pasted from.
 
 Values are merged into the JSON file named by ``LABKD_RESULTS_FILE`` (set by ``labkd run``);
 outside a run, they are only kept in memory (``recorded()``), so notebooks call it freely.
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_ENV = "LABKD_RESULTS_FILE"
+COMPARISONS = "paper_vs_labkd"
 _recorded: dict[str, Any] = {}
 
 
@@ -48,6 +53,23 @@ def record(**values: Any) -> dict[str, Any]:
         tmp.write_text(json.dumps(existing, indent=2, sort_keys=True))
         os.replace(tmp, path)
     return dict(_recorded)
+
+
+def compare(what: str, labkd: Any, paper: Any, seeds: Any = None, seconds: float | None = None) -> dict[str, Any]:
+    """Record one "paper versus labkd" row: a measurement of this run beside the paper's figure.
+
+    ``labkd`` and ``paper`` are numbers or short strings ("98 ± 4", "206 (133 on 3s)");
+    ``seeds`` the seeds behind the number; ``seconds`` the CPU time it took. A row with the same
+    ``what`` replaces the earlier one, so re-running a cell does not duplicate it.
+    """
+    if not isinstance(what, str) or not what.strip():
+        raise ValueError(f"what must be a non-empty description, got {what!r}")
+    if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"seconds must be a finite number >= 0 or None, got {seconds!r}")
+    row = {"what": what, "labkd": labkd, "paper": paper, "seeds": seeds, "seconds": seconds}
+    rows = [r for r in _recorded.get(COMPARISONS, []) if r.get("what") != what] + [_jsonable(row)]
+    record(**{COMPARISONS: rows})
+    return row
 
 
 def recorded() -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 import nbformat
 
 from labkd.paths import notebooks_dir
+from labkd.results import COMPARISONS
 
 #: The environment variable a notebook reads to know where to write its key results.
 RESULTS_ENV = "LABKD_RESULTS_FILE"
@@ -350,9 +351,32 @@ def write_index(results: Sequence[RunResult], output_dir: Path) -> Path:
         "notebooks": [r.to_json() for r in results],
     }
     atomic_write_text(output_dir / "index.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(output_dir / "results.md", comparison_markdown(results))
     page = output_dir / "index.html"
     atomic_write_text(page, render_index(results, output_dir))
     return page
+
+
+def comparison_markdown(results: Sequence[RunResult]) -> str:
+    """The "paper versus labkd" rows every notebook recorded (:func:`labkd.results.compare`), as
+    one markdown table: what the README's Results section is pasted from."""
+    lines = ["| notebook | what we measured | labkd | paper | seeds | time |", "| --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        for row in (result.results or {}).get(COMPARISONS, []) or []:
+            seeds = row.get("seeds")
+            seeds = ", ".join(str(s) for s in seeds) if isinstance(seeds, (list, tuple)) else ("" if seeds is None else str(seeds))
+            seconds = row.get("seconds")
+            time_text = "" if seconds is None else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+            cells = [result.name, row.get("what", ""), _cell(row.get("labkd")), _cell(row.get("paper")),
+                     seeds, time_text]
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    if len(lines) == 2:
+        lines.append("| (no notebook recorded a comparison) | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "—" if value is None else _format_value(value)
 
 
 def render_index(results: Sequence[RunResult], output_dir: Path) -> str:
@@ -386,9 +410,24 @@ table.results td, table.results th {{ border: none; padding: 0 .6rem 0 0; backgr
 {rows}
 </tbody>
 </table>
+{_comparison_html(results)}
 </body>
 </html>
 """
+
+
+def _comparison_html(results: Sequence[RunResult]) -> str:
+    rows = [(r.name, row) for r in results for row in (r.results or {}).get(COMPARISONS, []) or []]
+    if not rows:
+        return ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            name, row.get("what", ""), _cell(row.get("labkd")), _cell(row.get("paper")),
+            ", ".join(map(str, row["seeds"])) if isinstance(row.get("seeds"), list) else _cell(row.get("seeds")),
+            _cell(None if row.get("seconds") is None else round(row["seconds"])))) + "</tr>"
+        for name, row in rows)
+    return ("<h2>Paper versus labkd</h2>\n<table class=\"runs\"><thead><tr><th>notebook</th><th>what we measured</th>"
+            f"<th>labkd</th><th>paper</th><th>seeds</th><th>time (s)</th></tr></thead><tbody>{body}</tbody></table>")
 
 
 def _index_row(result: RunResult, output_dir: Path) -> str:
@@ -416,7 +455,7 @@ def _results_html(result: RunResult) -> str:
         return "&ndash;"
     rows = "".join(
         f"<tr><th>{html.escape(key)}</th><td>{html.escape(_format_value(value))}</td></tr>"
-        for key, value in flatten_results(result.results).items()
+        for key, value in flatten_results(result.results).items() if key != COMPARISONS
     )
     return f'<table class="results">{rows}</table>'
 

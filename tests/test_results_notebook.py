@@ -167,3 +167,19 @@ def test_banner_fallback_warning_escapes_the_reason():
     assert "⚠" in text and "offline digits dataset" in text and "Results will differ" in text
     assert "/data/&lt;MNIST&gt;/raw &amp; could not" in text
     assert "<MNIST>" not in text
+
+
+def test_compare_records_rows_and_replaces_the_same_measurement(results_file) -> None:
+    results.compare("teacher test errors", labkd=120, paper=67, seeds=[0], seconds=60)
+    results.compare("student test errors", labkd=np.int64(150), paper=146)
+    results.compare("teacher test errors", labkd=98, paper=67, seeds=[0], seconds=540)   # re-run of a cell
+    rows = json.loads(results_file.read_text())[results.COMPARISONS]
+    assert [r["what"] for r in rows] == ["student test errors", "teacher test errors"]
+    assert rows[1]["labkd"] == 98 and rows[0]["labkd"] == 150 and rows[0]["seconds"] is None
+
+
+@pytest.mark.parametrize("what, seconds, match", [("", None, "what"), ("x", -1.0, "seconds"),
+                                                 ("x", float("nan"), "seconds")])
+def test_compare_rejects_bad_rows(what, seconds, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        results.compare(what, labkd=1, paper=2, seconds=seconds)

@@ -163,3 +163,25 @@ def test_atomic_write_replaces_without_leftovers(tmp_path: Path) -> None:
     runner.atomic_write_text(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in target.parent.iterdir()] == ["page.html"]
+
+
+def test_comparison_rows_become_one_markdown_table_and_an_index_section(tmp_path: Path) -> None:
+    rows = [{"what": "teacher test errors", "labkd": 98, "paper": 67, "seeds": [0], "seconds": 540.0},
+            {"what": "a | pipe", "labkd": "1 ± 0.1", "paper": None, "seeds": None, "seconds": None}]
+    done = [RunResult("06_hinton", tmp_path / "a.ipynb", "ok", 1.0, results={"paper_vs_labkd": rows, "x": 1}),
+            RunResult("07_plain", tmp_path / "b.ipynb", "ok", 1.0, results={"x": 2})]
+    runner.write_index(done, tmp_path)
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert table[0].startswith("| notebook | what we measured | labkd | paper | seeds | time |")
+    assert table[2] == "| 06_hinton | teacher test errors | 98 | 67 | 0 | 9.0 min |"
+    assert table[3] == "| 06_hinton | a \\| pipe | 1 ± 0.1 | — |  |  |"        # pipes escaped, missing as —
+    assert len(table) == 4
+    page = (tmp_path / "index.html").read_text()
+    assert "Paper versus labkd" in page and "teacher test errors" in page
+    assert "paper_vs_labkd" not in page                                  # not dumped as raw results
+
+
+def test_no_comparisons_gives_a_table_that_says_so(tmp_path: Path) -> None:
+    runner.write_index([RunResult("x", tmp_path / "x.ipynb", "ok", 1.0)], tmp_path)
+    assert "no notebook recorded a comparison" in (tmp_path / "results.md").read_text()
+    assert "Paper versus labkd" not in (tmp_path / "index.html").read_text()
