@@ -59,6 +59,15 @@ def test_each_wrong_answer_fails_with_a_specific_hint(name, index):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_mistake_gets_a_hint_of_its_own(name):
+    """Per-topic test files check that each hint names its mistake; here: no two mistakes of one
+    exercise share a hint, and none of them crashes the checker instead of getting one."""
+    messages = [run_checker(name, wrong).message for wrong in REGISTRY[name].wrong_answers]
+    assert not [m for m in messages if " raised " in m], messages
+    assert len(set(messages)) == len(messages), f"two mistakes of {name} share one hint: {messages}"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_unfilled_stub_is_reported_and_the_solution_used(name):
     result = run_checker(name, stub)
     assert not result.passed and result.used == "solution"

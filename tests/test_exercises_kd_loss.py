@@ -37,7 +37,6 @@ def test_every_wrong_answer_is_registered_and_has_an_expected_hint():
     assert set(exercises.get("kd_loss").wrong_answers) == set(EXPECTED_HINTS)
 
 
-@pytest.mark.filterwarnings("ignore:reduction")  # torch's own warning about reduction="mean"
 @pytest.mark.parametrize("wrong", list(EXPECTED_HINTS), ids=lambda f: f.__name__)
 def test_each_mistake_fails_with_its_own_hint(wrong):
     result = exercises.run_checker("kd_loss", wrong)

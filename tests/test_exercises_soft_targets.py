@@ -1,5 +1,5 @@
-"""labkd.exercises.soft_targets: each checker passes the reference solution, catches every
-deliberate mistake with its own hint, and reports an unfilled stub without crashing."""
+"""labkd.exercises.soft_targets: each hint names its mistake. (What every exercise must do — pass
+its reference, fail each mistake, survive a stub — is in test_exercises_framework.)"""
 
 from __future__ import annotations
 
@@ -8,27 +8,6 @@ import pytest
 from labkd import exercises, solutions
 
 NAMES = ["softmax_with_temperature", "entropy_in_bits", "accuracy_from_logits"]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_reference_solution_passes(name: str) -> None:
-    result = exercises.run_checker(name, exercises.get(name).solution)
-    assert result.passed, result.message
-    assert result.used == "yours"
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_each_wrong_answer_fails_with_its_own_hint(name: str) -> None:
-    ex = exercises.get(name)
-    assert len(ex.wrong_answers) >= 2
-    messages = []
-    for wrong in ex.wrong_answers:
-        result = exercises.run_checker(name, wrong)
-        assert not result.passed, f"{wrong.__name__} passed the checker of {name}"
-        assert result.used == "solution"
-        assert "raised" not in result.message, f"{wrong.__name__} crashed instead of getting a hint: {result.message}"
-        messages.append(result.message)
-    assert len(set(messages)) == len(messages), f"two mistakes share one hint: {messages}"
 
 
 @pytest.mark.parametrize("name, words", [
@@ -40,18 +19,6 @@ def test_hints_name_the_mistake(name: str, words: list[str]) -> None:
     ex = exercises.get(name)
     for wrong, word in zip(ex.wrong_answers, words):
         assert word in exercises.run_checker(name, wrong).message, (wrong.__name__, word)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_unfilled_stub_is_reported_not_raised(name: str) -> None:
-    def stub(*args):
-        raise NotImplementedError("Exercise: fill me in")
-
-    stub.__name__ = name
-    result = exercises.run_checker(name, stub)
-    assert not result.passed and "not done yet" in result.message and "fill me in" in result.message
-    used = exercises.check(stub, show=False)
-    assert used is exercises.get(name).solution  # later cells keep working
 
 
 def test_a_crashing_answer_is_reported() -> None:

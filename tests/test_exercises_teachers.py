@@ -27,13 +27,6 @@ EXPECTED_HINTS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_HINTS))
-def test_reference_solution_passes(name):
-    result = run_checker(name, get(name).solution)
-    assert result.passed, result.message
-    assert getattr(solutions, name) is get(name).solution
-
-
 @pytest.mark.parametrize("name, wrong", [(n, w) for n, hints in EXPECTED_HINTS.items() for w in hints])
 def test_each_wrong_answer_gets_its_own_hint(name, wrong):
     answers = {f.__name__: f for f in get(name).wrong_answers}
@@ -43,24 +36,6 @@ def test_each_wrong_answer_gets_its_own_hint(name, wrong):
     assert EXPECTED_HINTS[name][wrong] in result.message, result.message
     others = [h for w, h in EXPECTED_HINTS[name].items() if w != wrong]
     assert not any(h in result.message for h in others), f"the hint for {wrong} is not specific: {result.message}"
-
-
-@pytest.mark.parametrize("name", sorted(EXPECTED_HINTS))
-def test_unfilled_and_crashing_functions_fail_gracefully(name):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("Exercise 1: fill me in")
-
-    stub.__name__ = name
-    result = run_checker(name, stub)
-    assert not result.passed and "not done yet" in result.message and "Exercise 1" in result.message
-
-    def crashes(*args, **kwargs):
-        return [][1]
-
-    result = run_checker(name, crashes)
-    assert not result.passed and "IndexError" in result.message
-    assert check(stub, name=name, show=False) is get(name).solution
-    assert check(stub, name=name, solutions=True, show=False) is get(name).solution
 
 
 def test_wrong_return_types_are_explained():

@@ -45,7 +45,9 @@ def _no_t_squared(student_logits: Tensor, teacher_logits: Tensor, temperature: f
 def _mean_reduction(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
     p_teacher = F.softmax(teacher_logits / temperature, dim=-1)
-    return F.kl_div(log_p_student, p_teacher, reduction="mean") * temperature ** 2
+    with warnings.catch_warnings():  # torch warns about this very mistake; the checker explains it
+        warnings.simplefilter("ignore", UserWarning)
+        return F.kl_div(log_p_student, p_teacher, reduction="mean") * temperature ** 2
 
 
 def _softmax_input(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
