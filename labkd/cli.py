@@ -160,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         paths, output, fast=args.fast, solutions=args.solutions, parameters=parameters,
         kernel_name=args.kernel, timeout=args.timeout, progress=not args.no_progress,
     )
-    index = runner.write_index(results, output)
+    index = runner.write_index(runner.with_earlier_runs(results, output), output)
     failed = [r for r in results if not r.ok]
     if args.no_progress:  # the progress bar already printed each line
         for result in results:

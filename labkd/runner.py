@@ -62,6 +62,7 @@ class RunResult:
     error_name: str | None = None
     error_value: str | None = None
     html_error: str | None = None
+    mode: str = ""  # "fast", "full", "fast, solutions", ...: the parameters that change the numbers
 
     @property
     def ok(self) -> bool:
@@ -219,7 +220,9 @@ def run_notebook(
     html_path = output_dir / f"{stem}.html"
     for stale in (results_file, partial):  # never show the last run's numbers
         stale.unlink(missing_ok=True)
-    result = RunResult(name=stem, source=path, status=STATUS_OK, duration=0.0)
+    params = dict(parameters or {})
+    mode = ("fast" if params.get("fast") else "full") + (", solutions" if params.get("solutions") else "")
+    result = RunResult(name=stem, source=path, status=STATUS_OK, duration=0.0, mode=mode)
 
     start = time.perf_counter()
     previous = os.environ.get(RESULTS_ENV)
@@ -341,6 +344,32 @@ def _plotlyjs_script() -> str:
     )
 
 
+def with_earlier_runs(results: Sequence[RunResult], output_dir: Path) -> list[RunResult]:
+    """``results`` plus the notebooks of earlier runs into ``output_dir`` that this run did not
+    repeat (same mode, executed copy still there), in name order: running one lesson again does
+    not drop the others from the index and the results table."""
+    try:
+        earlier = json.loads((Path(output_dir) / "index.json").read_text()).get("notebooks", [])
+    except (OSError, ValueError, AttributeError):
+        return list(results)
+    names = {r.name for r in results}
+    modes = {r.mode for r in results}
+    kept = list(results)
+    fields = set(RunResult.__dataclass_fields__)
+    for item in earlier if isinstance(earlier, list) else []:
+        try:
+            old = RunResult(**{k: v for k, v in item.items() if k in fields})
+        except TypeError:
+            continue
+        if old.name in names or old.mode not in modes or not old.executed or not Path(old.executed).is_file():
+            continue
+        for key in ("source", "executed", "html"):
+            value = getattr(old, key)
+            setattr(old, key, None if value is None else Path(value))
+        kept.append(old)
+    return sorted(kept, key=lambda r: r.name)
+
+
 def write_index(results: Sequence[RunResult], output_dir: Path) -> Path:
     """Write ``index.html`` (and ``index.json``) summarising a run; return the HTML path."""
     output_dir = Path(output_dir)
@@ -442,7 +471,7 @@ def _index_row(result: RunResult, output_dir: Path) -> str:
     if result.html_error:
         status += f'<div class="error">no HTML: {html.escape(result.html_error)}</div>'
     return (
-        f"<tr><td>{html.escape(result.name)}</td><td>{status}</td>"
+        f"<tr><td>{html.escape(result.name)}<br><small>{html.escape(result.mode)}</small></td><td>{status}</td>"
         f"<td>{result.duration:.1f}</td><td>{' &middot; '.join(links) or '&ndash;'}</td>"
         f"<td>{_results_html(result)}</td></tr>"
     )

@@ -185,3 +185,22 @@ def test_no_comparisons_gives_a_table_that_says_so(tmp_path: Path) -> None:
     runner.write_index([RunResult("x", tmp_path / "x.ipynb", "ok", 1.0)], tmp_path)
     assert "no notebook recorded a comparison" in (tmp_path / "results.md").read_text()
     assert "Paper versus labkd" not in (tmp_path / "index.html").read_text()
+
+
+def test_a_later_run_of_one_notebook_keeps_the_others_in_the_index(tmp_path: Path) -> None:
+    for name in ("01_a", "02_b"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    first = [RunResult(n, tmp_path / f"{n}.ipynb", "ok", 5.0, executed=tmp_path / f"{n}.ipynb", mode="full",
+                       results={"acc": i}) for i, n in enumerate(("01_a", "02_b"))]
+    runner.write_index(first, tmp_path)
+    again = RunResult("02_b", tmp_path / "02_b.ipynb", "ok", 7.0, executed=tmp_path / "02_b.ipynb", mode="full",
+                      results={"acc": 9})
+    merged = runner.with_earlier_runs([again], tmp_path)
+    assert [(r.name, r.duration) for r in merged] == [("01_a", 5.0), ("02_b", 7.0)]
+    assert merged[0].results == {"acc": 0} and isinstance(merged[0].executed, Path)
+    fast = RunResult("02_b", tmp_path / "02_b.ipynb", "ok", 1.0, executed=tmp_path / "02_b.ipynb", mode="fast")
+    assert [r.name for r in runner.with_earlier_runs([fast], tmp_path)] == ["02_b"]   # modes never mix
+    (tmp_path / "01_a.ipynb").unlink()
+    assert [r.name for r in runner.with_earlier_runs([again], tmp_path)] == ["02_b"]  # its files are gone
+    (tmp_path / "index.json").write_text("{broken")
+    assert runner.with_earlier_runs([again], tmp_path) == [again]
