@@ -1,0 +1,860 @@
+r"""Transfer sets with missing classes, and soft targets as a regularizer.
+
+Lesson 07 asks two questions of Hinton, Vinyals & Dean, *Distilling the Knowledge in a Neural
+Network* (2015), https://arxiv.org/abs/1503.02531 (§3 and §5):
+
+1. **What does a student learn about a class it never sees?** Distil the 784-800-800-10 student
+   on a transfer set with no 3s (:func:`transfer_without`, :func:`distil_student`), then repair
+   its output biases: one number :math:`b` added to the logits of some classes,
+
+   .. math::  z'_{n,c} = z_{n,c} + b\,[c \in S],
+
+   chosen on the *validation* set by a 1-D search (:func:`errors_by_shift`,
+   :func:`choose_shift`). Adding :math:`b` to the logits is the same as adding it to the output
+   layer's biases, so nothing is retrained: :class:`ShiftStudy` keeps the logits once and answers
+   "how many errors with shift b?" for any b.
+2. **Do soft targets stop a student from overfitting a small training set?** Train on 3 % of the
+   images with hard labels or with the teacher's soft targets, beside a student trained on all
+   the data (:func:`small_data_runs`), and compare early-stopped with final test accuracy
+   (:func:`overfitting_summary`, :func:`regularizer_verdicts`).
+
+>>> transfer = transfer_without(data, drop_classes=[3])
+>>> student = distil_student(transfer, teacher, distil_config(fast))
+>>> study = ShiftStudy.from_model("no 3s", student.model, data, classes=[3], missing=[3])
+>>> study.shift, study.errors(0.0), study.errors(study.shift)
+
+Figures are in this module; the slider panel is :class:`labkd.widgets.bias_shift.BiasShiftPanel`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import Tensor, nn
+
+from labkd import metrics
+from labkd.data import Data, split_fraction
+from labkd.experiments import Trained, train_model
+from labkd.losses import check_alpha, check_logits, check_targets, check_temperature
+from labkd.teacher_studies import first_layer_norm
+from labkd.train import TrainConfig, show_progress
+
+#: The paper's numbers (MNIST, §3; speech, §5 Table 5: frame accuracy on train / test).
+PAPER = {
+    "all_classes_errors": 74,
+    "no3_errors": 206, "no3_errors_on_3s": 133, "test_3s": 1010,
+    "no3_shift": 3.5, "no3_errors_shifted": 109, "no3_errors_on_3s_shifted": 14,
+    "only78_error_rate": 0.473, "only78_shift": -7.6, "only78_error_rate_shifted": 0.132,
+    "speech": {"hard targets, 3%": (0.673, 0.445), "soft targets, 3%": (0.654, 0.570),
+               "hard targets, 100%": (0.634, 0.589)},
+}
+
+#: The distillation temperature the paper used for the 784-800-800-10 student on MNIST.
+TEMPERATURE = 20.0
+#: Weight of the soft-target term in the distillation loss (the hard-label term gets 1 - ALPHA).
+ALPHA = 0.9
+#: Students' learning rate (SGD + Nesterov): 0.05 can diverge for distilled MLP students (lesson 04).
+STUDENT_LR = 0.02
+#: The student architecture of the paper's MNIST experiments.
+STUDENT = "hinton_student"
+#: Default grid of bias shifts searched on the validation set.
+MAX_SHIFT, SHIFT_STEP = 15.0, 0.1
+
+HARD, SOFT, FULL = "hard targets", "soft targets", "hard targets, all data"
+COLOURS = {HARD: "#d62728", SOFT: "#1f77b4", FULL: "#7f7f7f", "before": "#9e9e9e", "after": "#1f77b4",
+           "missing": "#ff7f0e"}
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+
+
+def check_shift(shift: object, argument: str = "shift") -> float:
+    """A bias shift must be a finite real number (negative lowers the classes' logits)."""
+    if isinstance(shift, Tensor) and shift.numel() == 1:
+        shift = shift.item()
+    if isinstance(shift, bool) or not isinstance(shift, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{argument} must be a number (added to the logits), got {type(shift).__name__}")
+    if not math.isfinite(float(shift)):
+        raise ValueError(f"{argument} must be a finite number, got {shift!r}")
+    return float(shift)
+
+
+def check_classes(classes: object, num_classes: int, argument: str = "classes") -> list[int]:
+    """A non-empty list of distinct class ids in 0..num_classes-1."""
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+        raise TypeError(f"{argument} must be a list of class ids such as [{classes}], got the number {classes!r}")
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence | Tensor | np.ndarray):
+        raise TypeError(f"{argument} must be a list of class ids, got {type(classes).__name__}")
+    values = [c.item() if isinstance(c, (Tensor, np.generic)) else c for c in classes]
+    if not values:
+        raise ValueError(f"{argument} is empty; name at least one class id in 0..{num_classes - 1}")
+    for c in values:
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_classes:
+            raise ValueError(f"{argument} has {c!r}; class ids are integers 0..{num_classes - 1}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{argument} lists a class twice: {values}")
+    return [int(c) for c in values]
+
+
+def check_shifts(shifts: object, argument: str = "shifts") -> Tensor:
+    """A non-empty 1-D grid of finite shifts, as a float64 tensor."""
+    try:
+        grid = torch.as_tensor(shifts, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"{argument} must be a 1-D list or tensor of numbers, got {type(shifts).__name__}") from error
+    if grid.numel() == 0:
+        raise ValueError(f"{argument} is empty; give the candidate shifts, e.g. shift_grid()")
+    if not bool(torch.isfinite(grid).all()):
+        raise ValueError(f"{argument} contains NaN or inf; every candidate shift must be a finite number")
+    return grid
+
+
+def _check_fraction(fraction: object) -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be a number in (0, 1] (the share of the training set kept), got {fraction!r}")
+    return float(fraction)
+
+
+def _check_seeds(seeds: object) -> list[int]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"seeds must be a list of integers, got {type(seeds).__name__}")
+    out = list(seeds)
+    if not out:
+        raise ValueError("seeds is empty; give at least one seed, e.g. [0]")
+    for s in out:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds has repeats: {out}")
+    return [int(s) for s in out]
+
+
+def _check_config(config: object, argument: str) -> TrainConfig:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"{argument} must be a labkd.TrainConfig, got {type(config).__name__}")
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes and transfer sets
+
+
+def distil_config(fast: bool, seed: int = 0, temperature: float = TEMPERATURE, alpha: float = ALPHA,
+                  lr: float = STUDENT_LR, epochs: int | None = None) -> TrainConfig:
+    """The students' distillation recipe: :func:`labkd.zoo.student_config` (15 epochs, 2 in
+    fast mode, no jitter) with Hinton's loss at ``temperature`` and a learning rate of ``lr``."""
+    from labkd.zoo import student_config
+
+    changes = dict(loss="distillation", temperature=check_temperature(temperature), alpha=check_alpha(alpha),
+                   lr=float(lr))
+    if epochs is not None:
+        changes["epochs"] = epochs
+    return student_config(fast, seed, **changes)
+
+
+def transfer_without(data: Data, drop_classes: Sequence[int] | None = None,
+                     keep_classes: Sequence[int] | None = None) -> Data:
+    """``data`` whose training (transfer) split lacks some classes; val and test keep all of them.
+
+    Give ``drop_classes`` (e.g. ``[3]``: no 3s) or ``keep_classes`` (e.g. ``[7, 8]``: only 7s
+    and 8s). Raises ValueError if the filter would leave no class, or no image, to learn from.
+    """
+    if (drop_classes is None) == (keep_classes is None):
+        raise ValueError("give drop_classes (e.g. [3]) or keep_classes (e.g. [7, 8]), exactly one of them")
+    c = data.num_classes
+    if drop_classes is not None:
+        dropped = check_classes(drop_classes, c, "drop_classes")
+        if len(dropped) == c:
+            raise ValueError(f"drop_classes={dropped} drops every class: the transfer set would be empty. "
+                             f"Keep at least one of the classes 0..{c - 1}.")
+        return data.subset(drop_classes=dropped)
+    kept = check_classes(keep_classes, c, "keep_classes")
+    return data.subset(keep_classes=kept)
+
+
+def missing_classes(transfer: Data) -> list[int]:
+    """The classes with no image in the transfer set (the training split)."""
+    counts = transfer.train.class_counts(transfer.num_classes)
+    return [int(i) for i in (counts == 0).nonzero().flatten()]
+
+
+def distil_student(transfer: Data, teacher: Trained | nn.Module, config: TrainConfig, arch: str = STUDENT,
+                   progress: bool | None = None, label: str = "") -> Trained:
+    """Distil ``arch`` from ``teacher`` on the transfer set (cached :func:`labkd.train_model`)."""
+    _check_config(config, "config")
+    if config.loss not in ("distillation", "soft_target"):
+        raise ValueError(f"config must use loss='distillation' or 'soft_target', got loss={config.loss!r}")
+    gone = missing_classes(transfer)
+    what = f"without classes {gone}" if gone else "all classes"
+    return train_model(arch, transfer, config, teacher=teacher, progress=progress,
+                       label=label or f"lesson 07 {arch} distilled {what} seed={config.seed} on {transfer.name}")
+
+
+# --------------------------------------------------------------------------------------------
+# Bias shifts
+
+
+def shift_grid(max_shift: float = MAX_SHIFT, step: float = SHIFT_STEP) -> Tensor:
+    """Shifts from ``-max_shift`` to ``+max_shift`` in steps of ``step`` (0 included), float64."""
+    max_shift, step = check_shift(max_shift, "max_shift"), check_shift(step, "step")
+    if max_shift <= 0 or step <= 0:
+        raise ValueError(f"max_shift and step must be > 0, got max_shift={max_shift}, step={step}")
+    n = int(round(max_shift / step))
+    return torch.arange(-n, n + 1, dtype=torch.float64) * step
+
+
+def shift_logits(logits: Tensor, classes: Sequence[int], shift: float) -> Tensor:
+    """A copy of ``logits`` (N, C) with ``shift`` added to the columns ``classes``.
+
+    The same as adding ``shift`` to those classes' output biases; softmax is unchanged by adding
+    one number to *every* logit, so lowering the 7s and 8s equals raising all the others."""
+    check_logits(logits, "logits")
+    classes = check_classes(classes, logits.shape[1])
+    shift = check_shift(shift)
+    out = logits.clone()
+    out[:, classes] += shift
+    return out
+
+
+def _decompose(logits: Tensor, classes: Sequence[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For each row: the best logit among ``classes`` and its class, the best among the others and
+    its class (float64, on the CPU). With every class shifted, the "others" are -inf."""
+    z = logits.detach().double().cpu()
+    c = z.shape[1]
+    inside = torch.zeros(c, dtype=torch.bool)
+    inside[list(classes)] = True
+    best_in, arg_in = z[:, inside].max(1)
+    pred_in = torch.nonzero(inside).flatten()[arg_in]
+    if bool(inside.all()):
+        return best_in, pred_in, torch.full_like(best_in, -math.inf), pred_in
+    best_out, arg_out = z[:, ~inside].max(1)
+    return best_in, pred_in, best_out, torch.nonzero(~inside).flatten()[arg_out]
+
+
+def _predict(parts: tuple[Tensor, Tensor, Tensor, Tensor], shifts: Tensor) -> Tensor:
+    """Predicted classes (S, N) for each shift, from :func:`_decompose`'s parts; like argmax, a
+    tie goes to the lower class id."""
+    best_in, pred_in, best_out, pred_out = parts
+    moved = best_in[None, :] + shifts[:, None]
+    wins = (moved > best_out[None, :]) | ((moved == best_out[None, :]) & (pred_in < pred_out)[None, :])
+    return torch.where(wins, pred_in[None, :], pred_out[None, :])
+
+
+def errors_by_shift(logits: Tensor, targets: Tensor, classes: Sequence[int], shifts: object,
+                    only: Sequence[int] | None = None) -> Tensor:
+    """Errors (one count per candidate shift, shape (S,)) after adding each shift to ``classes``.
+
+    Vectorised: with :math:`m_S` the best logit among ``classes`` and :math:`m_O` the best among
+    the others, shift b predicts the best of ``classes`` when :math:`m_S + b > m_O`.
+    ``only``: count errors on images of these true classes only (e.g. the 3s).
+    """
+    check_targets(targets, check_logits(logits, "logits"))
+    c = logits.shape[1]
+    classes = check_classes(classes, c)
+    grid = check_shifts(shifts)
+    y = targets.detach().cpu()
+    if only is not None:
+        keep = torch.isin(y, torch.tensor(check_classes(only, c, "only")))
+        logits, y = logits[keep.to(logits.device)], y[keep]
+    return (_predict(_decompose(logits, classes), grid) != y[None, :]).sum(1)
+
+
+def choose_shift(logits: Tensor, targets: Tensor, classes: Sequence[int], shifts: object) -> float:
+    """The candidate shift with the fewest errors; among ties, the one closest to 0."""
+    grid = check_shifts(shifts)
+    errors = errors_by_shift(logits, targets, classes, grid)
+    best = errors == errors.min()
+    candidates = grid[best]
+    return round(float(candidates[candidates.abs().argmin()]), 9)  # 1.9, not 1.9000000000000001
+
+
+@dataclass
+class ShiftStudy:
+    """A student's logits on val and test, and the bias shift chosen on val for ``classes``.
+
+    ``classes`` get the shift; ``missing`` are the classes absent from the transfer set (for
+    "no 3s" both are [3]; for "only 7s and 8s" the shift lowers [7, 8] and the eight others are
+    missing). ``shifts`` is the searched grid and ``val_errors`` its validation errors.
+    """
+
+    name: str
+    classes: list[int]
+    missing: list[int]
+    val_logits: Tensor
+    val_y: Tensor
+    test_logits: Tensor
+    test_y: Tensor
+    class_names: list[str]
+    shifts: Tensor = field(default_factory=shift_grid)
+    transfer_counts: Tensor | None = None
+    val_errors: Tensor = field(init=False)
+    test_errors: Tensor = field(init=False)
+    shift: float = field(init=False)
+    _parts: dict = field(init=False, repr=False)
+    _y: dict = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for split in ("val", "test"):
+            check_targets(getattr(self, f"{split}_y"), check_logits(getattr(self, f"{split}_logits"), f"{split}_logits"))
+        c = self.val_logits.shape[1]
+        if self.test_logits.shape[1] != c or len(self.class_names) != c:
+            raise ValueError(f"val_logits, test_logits and class_names must all have {c} classes")
+        self.classes = check_classes(self.classes, c)
+        self.missing = check_classes(self.missing, c, "missing") if len(self.missing) else []
+        self.shifts = check_shifts(self.shifts)
+        self.val_logits, self.test_logits = self.val_logits.detach().float().cpu(), self.test_logits.detach().float().cpu()
+        self.val_y, self.test_y = self.val_y.detach().cpu(), self.test_y.detach().cpu()
+        self.val_errors = errors_by_shift(self.val_logits, self.val_y, self.classes, self.shifts)
+        self.test_errors = errors_by_shift(self.test_logits, self.test_y, self.classes, self.shifts)
+        self.shift = choose_shift(self.val_logits, self.val_y, self.classes, self.shifts)
+        # numpy copies of the per-image maxima: a slider move is a few vector ops on N numbers
+        self._parts = {split: tuple(t.numpy() for t in _decompose(getattr(self, f"{split}_logits"), self.classes))
+                       for split in ("val", "test")}
+        self._y = {"val": self.val_y.numpy(), "test": self.test_y.numpy()}
+
+    @classmethod
+    def from_model(cls, name: str, model: nn.Module | Trained, data: Data, classes: Sequence[int],
+                   missing: Sequence[int], shifts: object | None = None,
+                   transfer: Data | None = None) -> ShiftStudy:
+        """Compute ``model``'s logits on ``data.val`` and ``data.test`` once and search the shift."""
+        net = model.model if isinstance(model, Trained) else model
+        return cls(name, list(classes), list(missing),
+                   metrics.predict_logits(net, data.val.x), data.val.y,
+                   metrics.predict_logits(net, data.test.x), data.test.y, list(data.class_names),
+                   shift_grid() if shifts is None else shifts,
+                   None if transfer is None else transfer.train.class_counts(data.num_classes))
+
+    def _split(self, split: str) -> tuple[Tensor, Tensor]:
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        return (self.val_logits, self.val_y) if split == "val" else (self.test_logits, self.test_y)
+
+    def predictions(self, shift: float = 0.0, split: str = "test") -> Tensor:
+        """Predicted classes (N,) with ``shift`` added to the logits of ``classes`` (no copy of
+        the logits: two precomputed maxima per image, so a slider move costs microseconds)."""
+        return torch.from_numpy(self._predict_np(shift, split))
+
+    def _predict_np(self, shift: float, split: str) -> np.ndarray:
+        self._split(split)
+        shift = check_shift(shift)
+        best_in, pred_in, best_out, pred_out = self._parts[split]
+        moved = best_in + shift
+        wins = (moved > best_out) | ((moved == best_out) & (pred_in < pred_out))
+        return np.where(wins, pred_in, pred_out)
+
+    def errors(self, shift: float = 0.0, split: str = "test") -> int:
+        """Misclassified images of ``split`` after adding ``shift`` to the logits of ``classes``."""
+        return int((self._predict_np(shift, split) != self._y[split]).sum())
+
+    def errors_per_class(self, shift: float = 0.0, split: str = "test") -> Tensor:
+        """Misclassified images of each true class, shape (C,)."""
+        y = self._y[split] if split in self._y else self._split(split)[1]
+        wrong = self._predict_np(shift, split) != y
+        return torch.from_numpy(np.bincount(y[wrong], minlength=len(self.class_names)))
+
+    def class_totals(self, split: str = "test") -> Tensor:
+        _, y = self._split(split)
+        return torch.bincount(y, minlength=len(self.class_names))
+
+    def errors_on_missing(self, shift: float = 0.0, split: str = "test") -> int:
+        return int(self.errors_per_class(shift, split)[self.missing].sum()) if self.missing else 0
+
+    def summary(self) -> dict:
+        """Before/after numbers for "What we found": errors, error rates, errors on missing classes."""
+        n = len(self.test_y)
+        before, after = self.errors(0.0), self.errors(self.shift)
+        return {
+            "study": self.name, "shift": self.shift, "test_images": n,
+            "missing_test_images": int(self.class_totals()[self.missing].sum()) if self.missing else 0,
+            "test_errors": before, "test_errors_shifted": after,
+            "test_error_rate": before / n, "test_error_rate_shifted": after / n,
+            "errors_on_missing": self.errors_on_missing(0.0), "errors_on_missing_shifted": self.errors_on_missing(self.shift),
+            "val_errors": self.errors(0.0, "val"), "val_errors_shifted": self.errors(self.shift, "val"),
+            "oracle_shift_on_test": choose_shift(self.test_logits, self.test_y, self.classes, self.shifts),
+            "oracle_test_errors": int(self.test_errors.min()),
+        }
+
+
+def missing_class_study(data: Data, teacher: Trained | nn.Module, config: TrainConfig, name: str,
+                        drop_classes: Sequence[int] | None = None, keep_classes: Sequence[int] | None = None,
+                        shifts: object | None = None, arch: str = STUDENT,
+                        progress: bool | None = None) -> tuple[Trained, ShiftStudy]:
+    """Distil the student without some classes, then choose its bias shift on validation.
+
+    With ``drop_classes`` the dropped classes' logits are shifted (raised, if the search agrees);
+    with ``keep_classes`` the kept classes' logits are (lowered). Returns (student, study).
+    """
+    transfer = transfer_without(data, drop_classes=drop_classes, keep_classes=keep_classes)
+    grid = shift_grid() if shifts is None else check_shifts(shifts)
+    student = distil_student(transfer, teacher, config, arch=arch, progress=progress)
+    shifted = list(drop_classes) if drop_classes is not None else list(keep_classes)
+    study = ShiftStudy.from_model(name, student, data, shifted, missing_classes(transfer), grid, transfer)
+    return student, study
+
+
+def shift_table(studies: Sequence[ShiftStudy], reference_errors: int | None = None) -> list[dict]:
+    """One row per study for "What we found": this run's numbers beside the paper's."""
+    rows = []
+    for s in studies:
+        m = s.summary()
+        paper = _paper_for(s)
+        rows.append({
+            "transfer set": s.name, "shift (chosen on val)": f"{m['shift']:+.1f} on classes {s.classes}",
+            "test errors before": f"{m['test_errors']} ({m['test_error_rate']:.1%})",
+            "test errors after": f"{m['test_errors_shifted']} ({m['test_error_rate_shifted']:.1%})",
+            "errors on missing classes before → after":
+                f"{m['errors_on_missing']} → {m['errors_on_missing_shifted']} of {m['missing_test_images']}",
+            "paper": paper,
+        })
+    if reference_errors is not None:
+        rows.append({"transfer set": "all classes (reference)", "shift (chosen on val)": "none",
+                     "test errors before": str(reference_errors), "test errors after": "",
+                     "errors on missing classes before → after": "",
+                     "paper": f"{PAPER['all_classes_errors']} errors"})
+    return rows
+
+
+def _paper_for(study: ShiftStudy) -> str:
+    if study.missing == [3] or study.classes == [3]:
+        return (f"{PAPER['no3_errors']} errors ({PAPER['no3_errors_on_3s']} of {PAPER['test_3s']} 3s); shift "
+                f"+{PAPER['no3_shift']:g}: {PAPER['no3_errors_shifted']} ({PAPER['no3_errors_on_3s_shifted']} on 3s)")
+    if sorted(study.classes) == [7, 8]:
+        return (f"{PAPER['only78_error_rate']:.1%} error; shift {PAPER['only78_shift']:+g}: "
+                f"{PAPER['only78_error_rate_shifted']:.1%}")
+    return ""
+
+
+def shift_readings(studies: Sequence[ShiftStudy], fast: bool) -> list[str]:
+    """Sentences read from the measured numbers: did the shift chosen on val help on test?"""
+    out = []
+    for s in studies:
+        m = s.summary()
+        better = m["test_errors"] - m["test_errors_shifted"]
+        if better > 0:
+            verb = f"removed {better} of the {m['test_errors']} test errors"
+        elif better == 0:
+            verb = "did not change the number of test errors"
+        else:
+            verb = f"added {-better} test errors"
+        text = (f"{s.name}: a shift of {m['shift']:+.1f} on classes {s.classes}, chosen on {len(s.val_y):,} validation "
+                f"images, {verb} ({m['test_errors']} → {m['test_errors_shifted']}); on the classes missing from the "
+                f"transfer set, {m['errors_on_missing']} → {m['errors_on_missing_shifted']} errors of "
+                f"{m['missing_test_images']}. The best shift on the test set itself would have been "
+                f"{m['oracle_shift_on_test']:+.1f} ({m['oracle_test_errors']} errors).")
+        if fast:
+            text += " (Fast mode: a weak teacher and a tiny transfer set; do not read the sizes of these numbers.)"
+        out.append(text)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Bias-shift figure (the panel fills the same traces in place)
+
+
+def shift_traces(fig: go.Figure) -> None:
+    """Add the traces :func:`fill_shift_figure` updates, in a fixed order: per-class test errors
+    without and with the shift (left), val and test errors against the shift, and the current
+    shift's two markers (right)."""
+    fig.add_trace(go.Bar(name="no shift", marker_color=COLOURS["before"],
+                         hovertemplate="class %{x}: %{y} errors without the shift<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(name="with the shift", marker_color=COLOURS["after"],
+                         hovertemplate="class %{x}: %{y} errors with the shift<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(name="validation errors", mode="lines", line=dict(color="#2ca02c"),
+                             hovertemplate="shift %{x:+.1f}: %{y} val errors<extra></extra>"), row=1, col=2)
+    fig.add_trace(go.Scatter(name="test errors", mode="lines", line=dict(color="#1f77b4", dash="dot"),
+                             hovertemplate="shift %{x:+.1f}: %{y} test errors<extra></extra>"), row=1, col=2)
+    fig.add_trace(go.Scatter(name="current shift", mode="markers", showlegend=False,
+                             marker=dict(size=11, color=["#2ca02c", "#1f77b4"], line=dict(color="black", width=1)),
+                             hoverinfo="skip"), row=1, col=2)
+    fig.update_xaxes(title_text="true class", type="category", row=1, col=1)
+    fig.update_yaxes(title_text="test errors", row=1, col=1)
+    fig.update_xaxes(title_text="shift added to the classes' logits", row=1, col=2)
+    fig.update_yaxes(title_text="errors", type="log", row=1, col=2)
+    fig.update_layout(barmode="group", height=420, margin=dict(l=60, r=20, t=50, b=50),
+                      legend=dict(orientation="h", y=-0.2))
+
+
+def fill_shift_figure(fig: go.Figure, study: ShiftStudy, shift: float, curves: bool = True) -> None:
+    """Put ``study`` at ``shift`` into the traces of :func:`shift_traces` (in one batch update).
+    ``curves=False`` leaves the study-wide traces (no-shift bars, error curves) as they are."""
+    shift = check_shift(shift)
+    after = study.errors_per_class(shift).tolist()
+    val_now, test_now = study.errors(shift, "val"), study.errors(shift, "test")
+    with fig.batch_update():
+        if curves:
+            names = [f"{n} (missing)" if i in study.missing else n for i, n in enumerate(study.class_names)]
+            fig.data[0].x = names
+            fig.data[0].y = study.errors_per_class(0.0).tolist()
+            fig.data[1].x = names
+            grid = study.shifts.tolist()
+            fig.data[2].x, fig.data[2].y = grid, [max(v, 0.5) for v in study.val_errors.tolist()]
+            fig.data[3].x, fig.data[3].y = grid, [max(v, 0.5) for v in study.test_errors.tolist()]
+            fig.layout.shapes = [dict(type="line", xref="x2", yref="paper", x0=study.shift, x1=study.shift, y0=0, y1=1,
+                                      line=dict(color="#2ca02c", dash="dash", width=1))]
+            colours = [COLOURS["missing"] if i in study.missing else COLOURS["after"] for i in range(len(names))]
+            fig.data[1].marker.color = colours
+            fig.layout.annotations[0].text = f"{study.name}: test errors per class"
+            fig.layout.annotations[1].text = f"errors against the shift (dashed: chosen on val, {study.shift:+.1f})"
+        fig.data[1].y = after
+        fig.data[1].name = f"with shift {shift:+.1f}"
+        fig.data[4].x, fig.data[4].y = [shift, shift], [max(val_now, 0.5), max(test_now, 0.5)]
+
+
+def shift_figure(study: ShiftStudy, shift: float | None = None) -> go.Figure:
+    """Per-class test errors without and with ``shift`` (default: the one chosen on val), and
+    validation/test errors against the shift."""
+    fig = go.Figure(make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], subplot_titles=("per class", "against the shift")))
+    shift_traces(fig)
+    fill_shift_figure(fig, study, study.shift if shift is None else shift)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Part 2: soft targets as a regularizer
+
+
+def small_transfer(data: Data, fraction: float, seed: int = 0) -> Data:
+    """A seeded ``fraction`` of the training split (val and test unchanged): 3 % of MNIST's 55,000
+    training images is 1,650."""
+    fraction = _check_fraction(fraction)
+    if fraction == 1:
+        return data
+    return data.subset(n_train=split_fraction(len(data.train), fraction), seed=seed)
+
+
+def regularizer_configs(fast: bool, epochs: int, temperature: float = TEMPERATURE, lr: float = STUDENT_LR,
+                        full_epochs: int | None = None, schedule: str = "constant") -> dict[str, TrainConfig]:
+    """The three recipes of part 2, the same but for the targets and the data size:
+
+    - ``HARD``: cross-entropy with the labels of the small set;
+    - ``SOFT``: the teacher's soft targets only (``loss="soft_target"``, scaled by T²);
+    - ``FULL``: cross-entropy on all the training data for ``full_epochs`` epochs (a reference).
+
+    ``schedule="constant"`` keeps the learning rate up to the end, so a run that overfits keeps
+    doing so instead of being frozen by a decaying rate."""
+    from labkd.zoo import student_config
+
+    base = student_config(fast, 0, epochs=epochs, lr=float(lr), schedule=schedule,
+                          temperature=check_temperature(temperature))
+    return {HARD: base.replace(loss="cross_entropy"), SOFT: base.replace(loss="soft_target"),
+            FULL: base.replace(loss="cross_entropy", epochs=full_epochs or epochs)}
+
+
+class _Runs:
+    """A tqdm bar over training runs (hidden when progress is off)."""
+
+    def __init__(self, total: int, desc: str, progress: bool | None) -> None:
+        show = show_progress() if progress is None else progress
+        self.bar = None
+        if show and total > 0:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="run", leave=False)
+
+    def step(self, label: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(label, refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_tracked(arch: str, data: Data, config: TrainConfig, teacher: Trained | nn.Module | None = None,
+                  progress: bool | None = None, label: str = "") -> Trained:
+    """:func:`labkd.train_model`, plus the mean cross-entropy with the labels on val and test
+    after every epoch (``val_loss``, ``test_loss`` in each history row), cached the same way.
+
+    Accuracy hides over-confidence: a model can keep its test accuracy while its test loss
+    climbs. The loss curves show that overfitting.
+    """
+    from labkd import cache
+    from labkd.experiments import model_identity
+    from labkd.models import build_model
+    from labkd.train import fit
+
+    _check_config(config, "config")
+    model = build_model(arch, data.input_shape, data.num_classes, seed=config.seed)
+    key = cache.make_key({"model": model.spec, "data": data.spec, "train": config.to_dict(),
+                          "teacher": None if teacher is None else model_identity(teacher),
+                          "tracked": ["val_loss", "test_loss"], "by": "labkd.transfer_sets.train_tracked"})
+    entry = cache.load(key)
+    if entry is not None:
+        try:
+            model.load_state_dict(entry["state_dict"])
+        except (RuntimeError, KeyError):
+            entry = None
+    if entry is not None:
+        model.cache_key = key
+        return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True)
+
+    def losses(row: dict) -> None:  # fit appends ``row`` to the history, so keys added here stay
+        for name, split in (("val", data.val), ("test", data.test)):
+            logits = metrics.predict_logits(model, split.x)
+            row[f"{name}_loss"] = float(torch.nn.functional.cross_entropy(logits, split.y.to(logits.device)))
+
+    teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
+    result = fit(model, data, config, teacher=teacher_model, progress=progress, on_epoch=losses)
+    model.cache_key = key
+    cache.save(key, {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                     "history": result.history, "seconds": result.seconds, "checkpoints": []})
+    cache.write_description(key, label or f"{arch} {config.loss} seed={config.seed} on {data.name} (tracked losses)")
+    return Trained(model, result.history, key, result.seconds, False)
+
+
+def run_row(arm: str, seed: int, trained: Trained, n_train: int) -> dict:
+    """One tidy row: final train/test accuracy, the epoch early stopping picks (best validation
+    accuracy, first on ties), the test accuracy there, and the gap early-stopped minus final."""
+    h = trained.history
+    val = [r["val_acc"] for r in h]
+    stop = int(np.argmax(val))
+    return {
+        "arm": arm, "seed": seed, "n_train": n_train, "epochs": len(h),
+        "train_acc": h[-1]["train_acc"], "test_acc": h[-1]["test_acc"], "val_acc": h[-1]["val_acc"],
+        "stop_epoch": h[stop]["epoch"], "stopped_test_acc": h[stop]["test_acc"],
+        "gap": h[stop]["test_acc"] - h[-1]["test_acc"],
+        "peak_test_acc": max(r["test_acc"] for r in h),
+        "test_loss": h[-1].get("test_loss", float("nan")),
+        "best_test_loss": min((r.get("test_loss", float("nan")) for r in h), default=float("nan")),
+        "best_loss_epoch": int(np.nanargmin([r.get("test_loss", float("nan")) for r in h])) + 1
+        if all("test_loss" in r for r in h) else 0,
+        "curve_train": [r["train_acc"] for r in h], "curve_test": [r["test_acc"] for r in h],
+        "curve_val": val, "curve_test_loss": [r.get("test_loss", float("nan")) for r in h],
+        "init_norm": first_layer_norm(trained), "cached": trained.cached, "seconds": trained.seconds,
+    }
+
+
+def small_data_runs(data: Data, teacher: Trained | nn.Module, fraction: float, seeds: Sequence[int],
+                    configs: Mapping[str, TrainConfig], arch: str = STUDENT, reference: bool = True,
+                    progress: bool | None = None) -> list[dict]:
+    """Train ``arch`` on a ``fraction`` of the training set with hard labels and with soft
+    targets (one subset, one initialisation per seed, shared by both), plus, with ``reference``,
+    one run on all the data with hard labels (first seed). Returns :func:`run_row` rows."""
+    fraction = _check_fraction(fraction)
+    seeds = _check_seeds(seeds)
+    missing = [k for k in (HARD, SOFT) + ((FULL,) if reference else ()) if k not in configs]
+    if missing:
+        raise ValueError(f"configs has no recipe for {missing}; build them with regularizer_configs(...)")
+    for k, config in configs.items():
+        _check_config(config, f"configs[{k!r}]")
+    runs = _Runs(2 * len(seeds) + int(reference), "students", progress)
+    rows = []
+    for seed in seeds:
+        small = small_transfer(data, fraction, seed=seed)
+        for arm in (HARD, SOFT):
+            config = configs[arm].replace(seed=seed)
+            trained = train_tracked(arch, small, config, teacher=teacher if arm == SOFT else None, progress=False,
+                                    label=f"lesson 07 {arch} {arm} on {fraction:.0%} seed={seed} on {data.name}")
+            rows.append(run_row(arm, seed, trained, len(small.train)))
+            runs.step(f"{arm}, seed {seed}")
+    if reference:
+        config = configs[FULL].replace(seed=seeds[0])
+        trained = train_tracked(arch, data, config, progress=False,
+                                label=f"lesson 07 {arch} hard targets on all data seed={seeds[0]} on {data.name}")
+        rows.append(run_row(FULL, seeds[0], trained, len(data.train)))
+        runs.step("all data")
+    runs.close()
+    return rows
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float, int]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a)
+
+
+def _pm(values: Sequence[float], percent: bool = True, digits: int = 1) -> str:
+    m, s, n = _stats(values)
+    if percent:
+        return f"{m:.2%}" + (f" ± {s * 100:.2f}" if n > 1 else "")
+    return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if n > 1 else "")
+
+
+def _points(values: Sequence[float]) -> str:
+    m, s, n = _stats(values)
+    return f"{m:+.2f}" + (f" ± {s:.2f}" if n > 1 else "")
+
+
+def overfitting_summary(rows: Sequence[Mapping]) -> list[dict]:
+    """Per arm (mean ± std over seeds): final train and test accuracy, the early-stopping epoch,
+    the early-stopped test accuracy and the gap (early-stopped minus final, in points)."""
+    if not rows:
+        raise ValueError("rows is empty: run small_data_runs first")
+    out = []
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        out.append({
+            "arm": arm, "training images": f"{mine[0]['n_train']:,}", "seeds": len(mine),
+            "final train acc": _pm([r["train_acc"] for r in mine]),
+            "final test acc": _pm([r["test_acc"] for r in mine]),
+            "early-stop epoch (best val)": _pm([r["stop_epoch"] for r in mine], percent=False,
+                                               digits=1 if len(mine) > 1 else 0) + f" of {mine[0]['epochs']}",
+            "early-stopped test acc": _pm([r["stopped_test_acc"] for r in mine]),
+            "gain from early stopping (points)": _points([100 * r["gap"] for r in mine]),
+            "test loss: lowest → final": f"{_pm([r['best_test_loss'] for r in mine], percent=False, digits=3)} → "
+                                         f"{_pm([r['test_loss'] for r in mine], percent=False, digits=3)}",
+        })
+    return out
+
+
+def arm_values(rows: Sequence[Mapping], arm: str, key: str) -> list[float]:
+    values = [float(r[key]) for r in rows if r["arm"] == arm]
+    if not values:
+        raise ValueError(f"no rows for arm {arm!r}; arms are {sorted({r['arm'] for r in rows})}")
+    return values
+
+
+def _significant(values: Sequence[float]) -> tuple[bool, float]:
+    """Is the mean more than two standard errors from 0? (False with a single value.)"""
+    m, s, n = _stats(values)
+    if n < 2:
+        return False, float("nan")
+    se = s / math.sqrt(n)
+    return (abs(m) > 2 * se if se > 0 else m != 0), se
+
+
+def regularizer_verdicts(rows: Sequence[Mapping]) -> list[str]:
+    """Sentences computed from the runs: does each arm need early stopping (is its gap beyond
+    two standard errors?), and how much of the full-data accuracy do soft targets recover?"""
+    from labkd.teacher_studies import compare
+
+    out = []
+    n = len(arm_values(rows, HARD, "gap"))
+    for arm in (HARD, SOFT):
+        gaps = [100 * g for g in arm_values(rows, arm, "gap")]
+        m, s, _ = _stats(gaps)
+        sig, se = _significant(gaps)
+        if n < 2:
+            out.append(f"{arm}: early stopping would gain {m:+.2f} points of test accuracy (one seed: no claim).")
+        elif sig:
+            out.append(f"{arm}: early stopping gains {m:.2f} ± {s:.2f} points over the final epoch — more than "
+                       f"twice the standard error ({se:.2f}) over {n} seeds, so this model needs early stopping.")
+        else:
+            out.append(f"{arm}: early stopping gains {m:.2f} ± {s:.2f} points — within twice the standard error "
+                       f"({se:.2f}) over {n} seeds, so training to the end costs nothing measurable.")
+    for arm in (HARD, SOFT):
+        lowest, final = np.mean(arm_values(rows, arm, "best_test_loss")), np.mean(arm_values(rows, arm, "test_loss"))
+        epoch = np.mean(arm_values(rows, arm, "best_loss_epoch"))
+        if math.isfinite(lowest) and lowest > 0:
+            out.append(f"{arm}: test loss lowest {lowest:.3f} (around epoch {epoch:.0f}), final {final:.3f} "
+                       f"({final / lowest - 1:+.0%}) — " + ("it grows as the model becomes over-confident"
+                                                            if final > 1.2 * lowest else "no marked rise")
+                       + (" (one seed)." if n < 2 else f" (mean of {n} seeds)."))
+    result = compare(arm_values(rows, SOFT, "test_acc"), arm_values(rows, HARD, "test_acc"), SOFT, HARD)
+    out.append("Final epoch: " + result["verdict"])
+    if any(r["arm"] == FULL for r in rows):
+        hard, soft = np.mean(arm_values(rows, HARD, "test_acc")), np.mean(arm_values(rows, SOFT, "test_acc"))
+        full = np.mean(arm_values(rows, FULL, "test_acc"))
+        if full > hard:
+            share = (soft - hard) / (full - hard)
+            paper = (PAPER["speech"]["soft targets, 3%"][1] - PAPER["speech"]["hard targets, 3%"][1]) / (
+                PAPER["speech"]["hard targets, 100%"][1] - PAPER["speech"]["hard targets, 3%"][1])
+            out.append(f"Of the {100 * (full - hard):.2f} points that all the data adds to hard targets "
+                       f"({hard:.2%} → {full:.2%}), soft targets on the small set recover {share:.0%} "
+                       f"(paper, speech: {paper:.0%})" + (" — one seed: no claim." if n < 2 else "."))
+        else:
+            out.append(f"All the data did not beat the small set with hard targets here ({full:.2%} vs {hard:.2%}); "
+                       f"the reference is not informative in this run.")
+    return out
+
+
+def curves_figure(rows: Sequence[Mapping]) -> go.Figure:
+    """Learning curves per epoch, mean over seeds with a ± std band, one colour per arm:
+    training accuracy (left), test accuracy (middle; open circles mark the early-stopping
+    epochs, chosen on validation accuracy) and test loss, the cross-entropy with the labels
+    (right; it climbs when a model becomes over-confident, even if its accuracy holds)."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(
+        "training accuracy (during each epoch)", "test accuracy", "test loss (cross-entropy)"))
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        colour = COLOURS.get(arm, "#555")
+        label = f"{arm} ({mine[0]['n_train']:,} images)"
+        for col, key in ((1, "curve_train"), (2, "curve_test"), (3, "curve_test_loss")):
+            curves = np.array([r[key] for r in mine], dtype=float)
+            epochs = list(range(1, curves.shape[1] + 1))
+            mean = curves.mean(0)
+            if len(mine) > 1:
+                std = curves.std(0, ddof=1)
+                fig.add_trace(go.Scatter(x=epochs + epochs[::-1], y=list(mean + std) + list((mean - std)[::-1]),
+                                         fill="toself", fillcolor=_rgba(colour, 0.15), line=dict(width=0),
+                                         hoverinfo="skip", showlegend=False), row=1, col=col)
+            value = "%{y:.3f}" if col == 3 else "%{y:.2%}"
+            fig.add_trace(go.Scatter(x=epochs, y=mean.tolist(), mode="lines", name=label, legendgroup=arm,
+                                     showlegend=col == 1, line=dict(color=colour),
+                                     hovertemplate=f"{arm}<br>epoch %{{x}}: {value}<extra></extra>"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[r["stop_epoch"] for r in mine], y=[r["stopped_test_acc"] for r in mine],
+                                 mode="markers", legendgroup=arm, showlegend=False,
+                                 marker=dict(color=colour, size=9, symbol="circle-open", line=dict(width=2)),
+                                 hovertemplate="early stop at epoch %{x}: test %{y:.2%}<extra></extra>"), row=1, col=2)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(tickformat=".1%", row=1, col=2)
+    fig.update_layout(height=430, margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.22))
+    return fig
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def regularizer_table(rows: Sequence[Mapping]) -> list[dict]:
+    """This run's final train/test accuracy per arm beside the paper's speech numbers (Table 5)."""
+    out = []
+    for line in overfitting_summary(rows):
+        paper = PAPER["speech"].get(f"{line['arm']}, 3%" if line["arm"] != FULL else "hard targets, 100%")
+        out.append({"arm": line["arm"], "training images": line["training images"],
+                    "train acc": line["final train acc"], "test acc": line["final test acc"],
+                    "early-stopped test acc": line["early-stopped test acc"],
+                    "paper (speech, 3% / 100%): train / test frame acc": f"{paper[0]:.1%} / {paper[1]:.1%}" if paper else ""})
+    return out
+
+
+def same_start(rows: Sequence[Mapping]) -> list[str]:
+    """Per seed, the first-layer weight norm *before* training of the hard- and soft-target runs:
+    identical numbers prove that both started from the same weights (and saw the same images)."""
+    out = []
+    for seed in dict.fromkeys(r["seed"] for r in rows if r["arm"] in (HARD, SOFT)):
+        norms = {r["arm"]: r["init_norm"] for r in rows if r["seed"] == seed and r["arm"] in (HARD, SOFT)}
+        same = len(set(norms.values())) == 1
+        out.append(f"seed {seed}: " + ", ".join(f"{a} {v:.6f}" for a, v in norms.items())
+                   + (" (identical)" if same else " (NOT identical)"))
+    return out
+
+
+def key_numbers(missing: ShiftStudy, only: ShiftStudy, rows: Sequence[Mapping]) -> dict:
+    """The numbers the README's "paper vs labkd" table needs, flat, for :func:`labkd.results.record`:
+    ``no3_*`` (errors overall and on the missing class before/after the shift, the shift),
+    ``only78_*`` (error rates before/after, the shift) and ``small_hard_*``, ``small_soft_*``,
+    ``full_hard_*`` (mean over seeds of train/test accuracy, early-stopped test accuracy, the gain
+    from early stopping, final and lowest test loss), plus the seeds and set sizes."""
+    m, o = missing.summary(), only.summary()
+    out = {
+        "no3_missing_classes": missing.missing, "no3_test_errors": m["test_errors"],
+        "no3_test_errors_on_missing": m["errors_on_missing"], "no3_missing_test_images": m["missing_test_images"],
+        "no3_shift": m["shift"], "no3_test_errors_shifted": m["test_errors_shifted"],
+        "no3_test_errors_on_missing_shifted": m["errors_on_missing_shifted"],
+        "only78_kept_classes": only.classes, "only78_test_error_rate": float(o["test_error_rate"]),
+        "only78_test_error_rate_shifted": float(o["test_error_rate_shifted"]), "only78_shift": o["shift"],
+        "small_seeds": sorted({int(r["seed"]) for r in rows if r["arm"] in (HARD, SOFT)}),
+        "small_n_train": next(r["n_train"] for r in rows if r["arm"] == HARD),
+        "small_epochs": next(r["epochs"] for r in rows if r["arm"] == HARD),
+    }
+    stats = ("train_acc", "test_acc", "stopped_test_acc", "gap", "test_loss", "best_test_loss")
+    for prefix, arm in (("small_hard", HARD), ("small_soft", SOFT), ("full_hard", FULL)):
+        if any(r["arm"] == arm for r in rows):
+            for stat in stats:
+                name = "early_stop_gain" if stat == "gap" else stat
+                out[f"{prefix}_{name}"] = float(np.mean(arm_values(rows, arm, stat)))
+                if stat in ("test_acc", "gap"):
+                    out[f"{prefix}_{name}_std"] = _stats(arm_values(rows, arm, stat))[1]
+    return out
+
