@@ -37,7 +37,8 @@ from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.metrics import predict_logits
 from labkd.models import build_model
-from labkd.train import TrainConfig, show_progress
+from labkd.progress import progress_bar
+from labkd.train import TrainConfig
 
 #: The two students of Hinton et al.'s temperature remark: name -> build_model arguments.
 STUDENTS: dict[str, dict] = {
@@ -390,7 +391,7 @@ def run_grid(
                 jobs.append((name, None, 0.0, seed))
             jobs += [(name, t, a, seed) for a in distil_alphas for t in temps]
 
-    bar = _bar(len(jobs), progress)
+    bar = progress_bar(len(jobs), "grid", progress=progress, leave=True)
     rows: list[SweepRow] = []
     inits: dict[tuple[str, int], str] = {}
     try:
@@ -442,20 +443,6 @@ def same_start(result: SweepResult) -> list[dict]:
         groups.setdefault((row.student, row.seed), []).append(row.init)
     return [{"student": s, "seed": seed, "runs": len(inits), "distinct initial weights": len(set(inits)),
              "fingerprint": inits[0]} for (s, seed), inits in groups.items()]
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_description(self, text: str) -> None: ...
-    def close(self) -> None: ...
-
-
-def _bar(total: int, progress: bool | None):
-    if not (show_progress() if progress is None else progress):
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="run", desc="grid")
 
 
 # --------------------------------------------------------------------------------------------

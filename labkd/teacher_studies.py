@@ -39,7 +39,8 @@ from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.losses import check_alpha, check_temperature
 from labkd.models import rebuild
-from labkd.train import TrainConfig, show_progress
+from labkd.progress import RunProgress
+from labkd.train import TrainConfig
 
 #: Distillation settings of both lessons: Hinton's loss at T = 4 with 90 % weight on soft targets.
 TEMPERATURE = 4.0
@@ -176,31 +177,6 @@ def first_layer_norm(trained: Trained) -> float:
 # Progress over many runs
 
 
-class _Runs:
-    """A progress bar over training runs (tqdm in notebooks) plus an optional ``on_run(done, total)``."""
-
-    def __init__(self, total: int, desc: str, progress: bool | None, on_run: RowFn | None) -> None:
-        self.total, self.done, self.on_run = total, 0, on_run
-        show = show_progress() if progress is None else progress
-        self.bar = None
-        if show and total > 0:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="run", leave=False)
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.set_postfix_str(label, refresh=False)
-            self.bar.update(1)
-        if self.on_run is not None:
-            self.on_run(self.done, self.total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # --------------------------------------------------------------------------------------------
 # Lesson 04: the teacher family and the distillation grid
 
@@ -248,7 +224,7 @@ def train_teacher_family(
     seeds = _check_seeds(seeds)
     check_config(config, "config", loss="cross_entropy")
     family = TeacherFamily(data)
-    runs = _Runs(len(hiddens) * len(seeds), "teachers", progress, on_run)
+    runs = RunProgress(len(hiddens) * len(seeds), "teachers", progress, on_run)
     for seed in seeds:
         for hidden in hiddens:
             name = mlp_name(hidden, data)
@@ -293,7 +269,7 @@ def distil_grid(
     for hidden in teachers:
         for seed in seeds:
             family.get(hidden, seed)  # fail before any training if a teacher is missing
-    runs = _Runs(len(students) * len(seeds) * (len(teachers) + int(baseline)), "students", progress, on_run)
+    runs = RunProgress(len(students) * len(seeds) * (len(teachers) + int(baseline)), "students", progress, on_run)
     rows: list[dict] = []
     for seed in seeds:
         for student in students:
@@ -536,7 +512,7 @@ def teacher_assistant(
     seeds = family.seeds if seeds is None else _check_seeds(seeds)
     for seed in seeds:
         family.get(teacher_hidden, seed)
-    runs = _Runs(len(seeds) * (2 + 2 * len(assistants)), "teacher-assistant runs", progress, on_run)
+    runs = RunProgress(len(seeds) * (2 + 2 * len(assistants)), "teacher-assistant runs", progress, on_run)
     rows: list[dict] = []
     for seed in seeds:
         teacher = family.get(teacher_hidden, seed)
@@ -584,7 +560,7 @@ def train_checkpointed_teachers(
     check_config(config, "config", loss="cross_entropy")
     if not config.checkpoints:
         raise ValueError("config must keep checkpoints: use teacher_config(fast, checkpoints=True)")
-    runs = _Runs(len(seeds), "teachers", progress, None)
+    runs = RunProgress(len(seeds), "teachers", progress, None)
     out = {}
     for seed in seeds:
         out[seed] = train_model("mlp", data, config.replace(seed=seed), hidden=hidden, progress=False,
@@ -641,7 +617,7 @@ def checkpoint_stats(
         if n_transfer_images < len(x):
             x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n_transfer_images]]
     chosen = {seed: _check_epochs(epochs, teacher) for seed, teacher in teachers.items()}
-    runs = _Runs(sum(len(e) for e in chosen.values()), "checkpoints", progress, None)
+    runs = RunProgress(sum(len(e) for e in chosen.values()), "checkpoints", progress, None)
     rows = []
     for seed, teacher in teachers.items():
         for epoch in chosen[seed]:
@@ -673,7 +649,7 @@ def checkpoint_sweep(
         raise ValueError("teachers is empty; give {seed: teacher trained with checkpoints=True}")
     chosen = {seed: _check_epochs(epochs, teacher) for seed, teacher in teachers.items()}
     total = sum(len(e) + int(baseline) for e in chosen.values())
-    runs = _Runs(total, "students", progress, on_run)
+    runs = RunProgress(total, "students", progress, on_run)
     rows = []
     for seed, teacher in teachers.items():
         hidden = tuple(teacher.model.spec["hidden"])
@@ -798,7 +774,7 @@ def early_stopped_kd(
         raise ValueError(f"stop_epochs must lie in 1..{total - 1} (the student trains {total} epochs), got {list(stop_epochs)}")
     if not teachers:
         raise ValueError("teachers is empty; give {seed: trained teacher}")
-    runs = _Runs(len(stops) * len(teachers) * 5, "ESKD runs", progress, on_run)
+    runs = RunProgress(len(stops) * len(teachers) * 5, "ESKD runs", progress, on_run)
     rows = []
     name = mlp_name(student, data)
     for seed, teacher in teachers.items():

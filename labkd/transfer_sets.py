@@ -43,7 +43,8 @@ from labkd.data import Data, split_fraction
 from labkd.experiments import Trained, train_model
 from labkd.losses import check_alpha, check_logits, check_targets, check_temperature
 from labkd.teacher_studies import first_layer_norm
-from labkd.train import TrainConfig, show_progress
+from labkd.progress import RunProgress
+from labkd.train import TrainConfig
 
 #: The paper's numbers (MNIST, §3; speech, §5 Table 5: frame accuracy on train / test).
 PAPER = {
@@ -547,27 +548,6 @@ def regularizer_configs(fast: bool, epochs: int, temperature: float = TEMPERATUR
             FULL: base.replace(loss="cross_entropy", epochs=full_epochs or epochs)}
 
 
-class _Runs:
-    """A tqdm bar over training runs (hidden when progress is off)."""
-
-    def __init__(self, total: int, desc: str, progress: bool | None) -> None:
-        show = show_progress() if progress is None else progress
-        self.bar = None
-        if show and total > 0:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="run", leave=False)
-
-    def step(self, label: str) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(label, refresh=False)
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def train_tracked(arch: str, data: Data, config: TrainConfig, teacher: Trained | nn.Module | None = None,
                   progress: bool | None = None, label: str = "") -> Trained:
     """:func:`labkd.train_model`, plus the mean cross-entropy with the labels on val and test
@@ -645,7 +625,7 @@ def small_data_runs(data: Data, teacher: Trained | nn.Module, fraction: float, s
         raise ValueError(f"configs has no recipe for {missing}; build them with regularizer_configs(...)")
     for k, config in configs.items():
         _check_config(config, f"configs[{k!r}]")
-    runs = _Runs(2 * len(seeds) + int(reference), "students", progress)
+    runs = RunProgress(2 * len(seeds) + int(reference), "students", progress)
     rows = []
     for seed in seeds:
         small = small_transfer(data, fraction, seed=seed)
