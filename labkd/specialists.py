@@ -1,0 +1,650 @@
+r"""A generalist and specialists on confusable classes (Hinton, Vinyals & Dean 2015, §5).
+
+The recipe of the paper's JFT experiment, on a dataset a CPU can handle (Fashion-MNIST):
+
+1. Train a **generalist** on all classes.
+2. **Cluster the classes** that the generalist confuses: k-means on the columns of the covariance
+   matrix of its predicted probability vectors (:func:`prediction_covariance`, :func:`cluster_classes`).
+3. Train one **specialist** per cluster of two or more classes, on all training images of its
+   classes plus an equal-sized random sample of the others, all mapped to one *dustbin* class
+   (:func:`dustbin_labels`, :func:`specialist_data`). It starts from the generalist's weights
+   (:func:`init_specialist`) and has K + 1 outputs. After training, the dustbin logit is shifted
+   so that the specialist's dustbin probability matches the real share of other-class images
+   again: by default a shift fitted on the validation images (:func:`fit_dustbin_shift`); the
+   paper's fixed correction, the log of the under-sampling factor, is :func:`dustbin_correction`.
+4. At test time, the specialists whose classes contain one of the generalist's top-n classes
+   are *active*; the combined prediction :math:`q` minimises
+
+.. math::
+    \mathrm{KL}(p^g \,\|\, q) + \sum_{m \in A_k} \mathrm{KL}(p^m \,\|\, q^m),
+
+where :math:`q^m` is :math:`q` restricted to specialist m's classes plus one entry, the sum of
+:math:`q` over all its other classes, that faces its dustbin (:func:`combine`).
+
+>>> gen = train_model("mlp", data, generalist_config(fast), hidden=(512, 512))
+>>> run = run_specialists(data, gen, n_clusters=4, config=specialist_config(fast))
+>>> run.rows            # generalist vs combined, overall and on the specialists' classes
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labkd import metrics
+from labkd.data import Data, Split
+from labkd.experiments import Trained, train_model
+from labkd.models import BlockModel, rebuild
+from labkd.progress import RunProgress
+from labkd.teacher_studies import check_config, compare
+from labkd.train import TrainConfig
+
+DUSTBIN = "dustbin"
+#: How a specialist's dustbin logit is shifted after training (see :func:`train_specialists`).
+CORRECTIONS = ("fitted", "paper")
+#: The generalist of lesson 08: a 784-512-512-10 MLP (about 4 s per Fashion-MNIST epoch on one core).
+HIDDEN = (512, 512)
+
+
+def generalist_config(fast: bool, seed: int = 0) -> TrainConfig:
+    """The generalist's recipe: SGD + Nesterov, cosine schedule; 10 epochs (2 in fast mode)."""
+    return TrainConfig(epochs=2 if fast else 10, batch_size=128, lr=0.05, seed=seed)
+
+
+def specialist_config(fast: bool, seed: int = 0) -> TrainConfig:
+    """The specialists' recipe: they start from the generalist, so a few epochs at a smaller
+    learning rate suffice: 4 epochs at lr 0.01 (1 epoch in fast mode)."""
+    return TrainConfig(epochs=1 if fast else 4, batch_size=128, lr=0.01, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Which classes get confused: covariance of the predictions and k-means
+
+
+def prediction_covariance(probs: Tensor) -> Tensor:
+    r"""Covariance of predicted probability vectors, (N, C) -> (C, C).
+
+    Entry (a, b) is :math:`\mathrm{cov}(p_a, p_b)` over the N examples: positive when the
+    generalist tends to give classes a and b probability on the same images."""
+    _check_probs(probs, "probs")
+    if probs.shape[0] < 2:
+        raise ValueError(f"probs needs at least 2 rows (examples) to estimate a covariance, got {probs.shape[0]}")
+    centred = probs.double() - probs.double().mean(0, keepdim=True)
+    return (centred.T @ centred / (probs.shape[0] - 1)).float()
+
+
+def kmeans(points: Tensor, k: int, seed: int = 0, iters: int = 100, restarts: int = 10) -> Tensor:
+    """Seeded k-means (k-means++ starts, Lloyd iterations, best of ``restarts`` by inertia).
+
+    points (M, D) -> cluster ids (M,) in 0..k-1, numbered in order of each cluster's first point
+    (so equal partitions get equal ids). Deterministic for a given seed."""
+    if not isinstance(points, Tensor) or points.ndim != 2 or points.shape[0] == 0:
+        raise ValueError(f"points must be a tensor of shape (M, D) with M >= 1, got "
+                         f"{tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__}")
+    m = points.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= m:
+        raise ValueError(f"k must be an integer in 1..{m} (the number of points), got {k!r}")
+    x = points.double()
+    gen = torch.Generator().manual_seed(seed)
+    best, best_inertia = None, math.inf
+    for _ in range(max(1, restarts)):
+        centres = x[torch.randint(m, (1,), generator=gen)]
+        for _ in range(1, k):  # k-means++: next centre with probability proportional to squared distance
+            d2 = torch.cdist(x, centres).pow(2).min(1).values
+            if float(d2.sum()) <= 0:
+                pick = torch.randint(m, (1,), generator=gen)
+            else:
+                pick = torch.multinomial(d2 / d2.sum(), 1, generator=gen)
+            centres = torch.cat([centres, x[pick]])
+        for _ in range(iters):
+            labels = torch.cdist(x, centres).argmin(1)
+            new = torch.stack([x[labels == j].mean(0) if bool((labels == j).any()) else centres[j] for j in range(k)])
+            if torch.allclose(new, centres):
+                break
+            centres = new
+        labels = torch.cdist(x, centres).argmin(1)
+        inertia = float((x - centres[labels]).pow(2).sum())
+        if inertia < best_inertia - 1e-12:
+            best, best_inertia = labels, inertia
+    return _renumber(best)
+
+
+def _renumber(labels: Tensor) -> Tensor:
+    order = {}
+    for v in labels.tolist():
+        order.setdefault(v, len(order))
+    return torch.tensor([order[v] for v in labels.tolist()], dtype=torch.long)
+
+
+def cluster_features(probs: Tensor, diagonal: bool = False) -> Tensor:
+    """The points k-means clusters, one per class: the columns of :func:`prediction_covariance`,
+    (C, C), with the diagonal set to 0 unless ``diagonal``. The diagonal is each class's own
+    variance — how often it is predicted with confidence, not *with which other class* — and is
+    ten times larger than the rest, so left in it would decide the clusters on its own."""
+    cov = prediction_covariance(probs)
+    if not diagonal:
+        cov = cov.clone().fill_diagonal_(0.0)
+    return cov.T.contiguous()
+
+
+def cluster_classes(probs: Tensor, n_clusters: int, seed: int = 0, diagonal: bool = False) -> list[list[int]]:
+    """Groups of classes that are predicted together: k-means on the columns of
+    :func:`prediction_covariance` (diagonal zeroed, see :func:`cluster_features`).
+    probs (N, C) -> ``n_clusters`` lists of class ids (a partition of 0..C-1), each sorted, in
+    order of their smallest class."""
+    points = cluster_features(probs, diagonal)
+    c = points.shape[0]
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 1 <= n_clusters <= c:
+        raise ValueError(f"n_clusters must be an integer in 1..{c} (the number of classes), got {n_clusters!r}")
+    labels = kmeans(points, n_clusters, seed=seed)
+    return [sorted(i for i in range(c) if int(labels[i]) == j) for j in range(n_clusters)]
+
+
+def cluster_order(groups: Sequence[Sequence[int]]) -> list[int]:
+    """Classes listed cluster by cluster (for a block-diagonal heatmap)."""
+    return [c for g in groups for c in g]
+
+
+# --------------------------------------------------------------------------------------------
+# A specialist's data and initial weights
+
+
+def check_classes(classes: Sequence[int], num_classes: int, argument: str = "classes") -> list[int]:
+    values = list(classes) if not isinstance(classes, Tensor) else classes.tolist()
+    if not values:
+        raise ValueError(f"{argument} is empty; a specialist needs at least one class of 0..{num_classes - 1}")
+    for c in values:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= int(c) < num_classes:
+            raise ValueError(f"{argument} has {c!r}; class ids are integers 0..{num_classes - 1}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{argument} lists a class twice: {values}")
+    if len(values) == num_classes:
+        raise ValueError(f"{argument} covers all {num_classes} classes: a specialist needs other classes "
+                         f"for its dustbin")
+    return [int(c) for c in values]
+
+
+def dustbin_labels(labels: Tensor, classes: Sequence[int]) -> Tensor:
+    """Labels for a specialist: class ``classes[i]`` becomes i, every other class becomes
+    ``len(classes)`` (the dustbin). labels (N,) -> (N,) long."""
+    if len(classes) == 0:
+        raise ValueError("classes is empty; a specialist needs at least one class")
+    classes = [int(c) for c in classes]
+    lookup = torch.full((max(int(labels.max()) + 1 if labels.numel() else 0, max(classes) + 1),), len(classes),
+                        dtype=torch.long)
+    lookup[torch.tensor(classes)] = torch.arange(len(classes))
+    return lookup[labels.long().cpu()].to(labels.device)
+
+
+def specialist_data(data: Data, classes: Sequence[int], seed: int = 0, rest_ratio: float = 1.0) -> Data:
+    """The training set of a specialist on ``classes``: every training image of those classes plus
+    a seeded random sample of the others, ``rest_ratio`` times as many (all of them if fewer),
+    labelled by :func:`dustbin_labels`. Validation and test splits keep all images, relabelled.
+    The result has ``len(classes) + 1`` classes, the last called ``"dustbin"``."""
+    classes = check_classes(classes, data.num_classes)
+    if not (isinstance(rest_ratio, (int, float)) and rest_ratio > 0 and math.isfinite(rest_ratio)):
+        raise ValueError(f"rest_ratio must be a number > 0 (other-class images per specialist image), got {rest_ratio!r}")
+    member = torch.isin(data.train.y, torch.tensor(classes, device=data.train.y.device))
+    special, rest = member.nonzero().squeeze(1), (~member).nonzero().squeeze(1)
+    n_rest = min(len(rest), max(1, round(rest_ratio * len(special))))
+    gen = torch.Generator().manual_seed(seed)
+    chosen = rest[torch.randperm(len(rest), generator=gen)[:n_rest].to(rest.device)]
+    index = torch.cat([special, chosen]).sort().values
+
+    def relabel(split: Split) -> Split:
+        return Split(split.x, dustbin_labels(split.y, classes))
+
+    train = data.train.take(index)
+    spec = {**data.spec, "specialist": {"classes": classes, "seed": seed, "rest_ratio": float(rest_ratio),
+                                        "n_rest": int(n_rest)}}
+    return dataclasses.replace(
+        data, train=relabel(train), val=relabel(data.val), test=relabel(data.test),
+        class_names=[data.class_names[c] for c in classes] + [DUSTBIN], spec=spec)
+
+
+def dustbin_correction(data: Data, classes: Sequence[int], specialist: Data) -> float:
+    """log(other-class training images / other-class images the specialist saw): added to the
+    dustbin logit after training, it undoes the under-sampling of the other classes (the paper's
+    "incrementing the logit of the dustbin class by the log of the proportion by which the
+    specialist class is oversampled")."""
+    classes = check_classes(classes, data.num_classes)
+    n_rest_all = int((~torch.isin(data.train.y, torch.tensor(classes, device=data.train.y.device))).sum())
+    n_rest_seen = int((specialist.train.y == len(classes)).sum())
+    if n_rest_seen == 0:
+        raise ValueError("the specialist's training set has no dustbin images")
+    return math.log(n_rest_all / n_rest_seen)
+
+
+def fit_dustbin_shift(logits: Tensor, dustbin_fraction: float, iters: int = 60) -> float:
+    """The shift b of the dustbin (last) logit that makes the specialist's mean dustbin probability
+    on held-out images equal ``dustbin_fraction``, the real share of other-class images. logits
+    (N, K+1). Found by bisection (the mean is increasing in b).
+
+    The paper's :func:`dustbin_correction` assumes the specialist fully adapted to its balanced
+    training set; a specialist started from the generalist and trained briefly still carries the
+    generalist's natural class frequencies, and the fixed correction would then count them twice.
+    Fitting the shift on validation images is right in both cases."""
+    if not 0 < dustbin_fraction < 1:
+        raise ValueError(f"dustbin_fraction must be in (0, 1), got {dustbin_fraction!r}")
+    z = logits.double()
+    lo, hi = -30.0, 30.0
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        shifted = z.clone()
+        shifted[:, -1] += mid
+        if float(F.softmax(shifted, dim=1)[:, -1].mean()) < dustbin_fraction:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _head_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    head = getattr(model, "head", None)
+    linears = [(n, m) for n, m in head.named_modules() if isinstance(m, nn.Linear)] if head is not None else []
+    if not linears:
+        raise TypeError(f"{type(model).__name__} has no linear head; build the generalist with labkd.build_model")
+    name, layer = linears[-1]
+    return f"head.{name}" if name else "head", layer
+
+
+def init_specialist(generalist: nn.Module | Trained, classes: Sequence[int]) -> BlockModel:
+    r"""A model with ``len(classes) + 1`` outputs that starts as the generalist: every hidden layer
+    copied; the head's rows are the generalist's rows for ``classes`` plus a dustbin row, the mean
+    of the other rows with bias :math:`\bar b + \log(\#\text{others})` — the log-sum-exp of the
+    other logits when they are equal, a lower bound on it otherwise (Jensen)."""
+    model = generalist.model if isinstance(generalist, Trained) else generalist
+    spec = getattr(model, "spec", None)
+    if not spec:
+        raise TypeError("generalist must be a model built with labkd.build_model (or a Trained)")
+    classes = check_classes(classes, spec["num_classes"])
+    rest = [c for c in range(spec["num_classes"]) if c not in classes]
+    new = rebuild({**spec, "num_classes": len(classes) + 1})
+    prefix, old_head = _head_linear(model)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(prefix + ".")}
+    w, b = old_head.weight.detach(), old_head.bias.detach()
+    state[f"{prefix}.weight"] = torch.cat([w[classes], w[rest].mean(0, keepdim=True)])
+    state[f"{prefix}.bias"] = torch.cat([b[classes], (b[rest].mean() + math.log(len(rest))).reshape(1)])
+    new.load_state_dict(state)
+    identity = getattr(generalist, "key", None) or getattr(model, "cache_key", None)
+    if identity:
+        new.cache_key = f"{identity}->specialist{classes}"
+    return new.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Training the specialists
+
+
+@dataclass
+class Specialist:
+    """One trained specialist: its classes, the trained model, the dustbin shift in use (fitted on
+    the validation images, :func:`fit_dustbin_shift`), the paper's fixed correction for comparison
+    (:func:`dustbin_correction`) and its probabilities on the test set, (N_test, len(classes) + 1)."""
+
+    classes: list[int]
+    trained: Trained
+    correction: float
+    test_probs: Tensor
+    n_train: int
+    paper_correction: float = float("nan")
+
+
+def specialist_probs(model: nn.Module, x: Tensor, correction: float) -> Tensor:
+    """softmax of the specialist's logits with ``correction`` added to the dustbin (last) logit. (N, K+1)."""
+    logits = metrics.predict_logits(model, x)
+    logits[:, -1] += correction
+    return F.softmax(logits, dim=1)
+
+
+def train_specialists(data: Data, generalist: Trained, groups: Sequence[Sequence[int]], config: TrainConfig,
+                      min_size: int = 2, rest_ratio: float = 1.0, correction: str = "fitted",
+                      progress: bool | None = None) -> list[Specialist]:
+    """One specialist per group of at least ``min_size`` classes, initialised from the generalist
+    and trained (cached) with ``config`` on :func:`specialist_data`. ``correction``: how the dustbin
+    logit is shifted after training — ``"fitted"`` (:func:`fit_dustbin_shift` on the validation
+    images) or ``"paper"`` (:func:`dustbin_correction`)."""
+    check_config(config, "config", loss="cross_entropy")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction={correction!r} is unknown; expected one of {CORRECTIONS}")
+    groups = [check_classes(g, data.num_classes, f"groups[{i}]") for i, g in enumerate(groups)]
+    chosen = [g for g in groups if len(g) >= min_size]
+    spec = generalist.model.spec
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()
+               if k not in ("arch", "input_shape", "num_classes", "seed")}
+    runs = RunProgress(len(chosen), "specialists", progress, None)
+    out = []
+    for classes in chosen:
+        sdata = specialist_data(data, classes, seed=config.seed, rest_ratio=rest_ratio)
+        names = ", ".join(data.class_names[c] for c in classes)
+        trained = train_model(spec["arch"], sdata, config, init=init_specialist(generalist, classes), progress=False,
+                              label=f"specialist [{names}] from {generalist.key[:8]} on {data.name}", **options)
+        paper = dustbin_correction(data, classes, sdata)
+        if correction == "paper":
+            shift = paper
+        else:
+            in_classes = torch.isin(data.val.y, torch.tensor(classes, device=data.val.y.device))
+            shift = fit_dustbin_shift(metrics.predict_logits(trained.model, data.val.x),
+                                      float((~in_classes).float().mean()))
+        out.append(Specialist(classes, trained, shift, specialist_probs(trained.model, data.test.x, shift),
+                              len(sdata.train), paper))
+        runs.step(names)
+    runs.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Combining generalist and specialists (§5.2)
+
+
+def _check_probs(probs: Tensor, argument: str) -> Tensor:
+    if not isinstance(probs, Tensor) or probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"{argument} must be a tensor of shape (N, C) with C >= 2, got "
+                         f"{tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__}")
+    if not probs.is_floating_point() or not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
+        raise ValueError(f"{argument} must hold finite, non-negative probabilities")
+    return probs
+
+
+def active_specialists(generalist_probs: Tensor, groups: Sequence[Sequence[int]], top_n: int = 1) -> Tensor:
+    """(N, M) bool: specialist m is active for example i when one of the generalist's ``top_n``
+    classes for i is among specialist m's classes (the paper's set :math:`A_k`)."""
+    p = _check_probs(generalist_probs, "generalist_probs")
+    c = p.shape[1]
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or not 1 <= top_n <= c:
+        raise ValueError(f"top_n must be an integer in 1..{c}, got {top_n!r}")
+    top = p.topk(top_n, dim=1).indices  # (N, top_n)
+    member = torch.zeros(len(groups), c, dtype=torch.bool)
+    for m, g in enumerate(groups):
+        member[m, check_classes(g, c, f"groups[{m}]")] = True
+    return member[:, top].any(-1).T.contiguous()  # (M, N, top_n) -> (N, M)
+
+
+def coarse_log_probs(log_q: Tensor, classes: Sequence[int]) -> Tensor:
+    """log q^m: the log-probabilities of ``classes`` followed by the log of the summed probability
+    of every other class (what a specialist's dustbin faces). log_q (N, C) -> (N, len(classes) + 1)."""
+    c = log_q.shape[1]
+    rest = [k for k in range(c) if k not in set(classes)]
+    return torch.cat([log_q[:, list(classes)], torch.logsumexp(log_q[:, rest], dim=1, keepdim=True)], dim=1)
+
+
+def combination_objective(logits: Tensor, generalist_probs: Tensor, specialist_probs: Sequence[Tensor],
+                          groups: Sequence[Sequence[int]], active: Tensor) -> Tensor:
+    r"""Per example, :math:`\mathrm{KL}(p^g\|q) + \sum_{m\in A} \mathrm{KL}(p^m\|q^m)` with
+    :math:`q = \mathrm{softmax}(\text{logits})`. Returns (N,)."""
+    log_q = F.log_softmax(logits, dim=1)
+    total = (torch.xlogy(generalist_probs, generalist_probs) - generalist_probs * log_q).sum(1)
+    for m, (p_m, g) in enumerate(zip(specialist_probs, groups, strict=True)):
+        kl = (torch.xlogy(p_m, p_m) - p_m * coarse_log_probs(log_q, g)).sum(1)
+        total = total + active[:, m].to(kl.dtype) * kl
+    return total
+
+
+def combine(generalist_probs: Tensor, specialist_probs: Sequence[Tensor], groups: Sequence[Sequence[int]],
+            active: Tensor | None = None, top_n: int = 1, steps: int = 300, lr: float = 0.1) -> Tensor:
+    """The paper's combination: the q (N, C) that minimises :func:`combination_objective`, found by
+    ``steps`` Adam steps on q's logits (started at log p^g), for all examples at once.
+
+    generalist_probs (N, C); specialist_probs[m] (N, len(groups[m]) + 1), dustbin last; ``active``
+    (N, M) bool, by default :func:`active_specialists` with ``top_n``. Examples with no active
+    specialist keep q = p^g exactly."""
+    p_g = _check_probs(generalist_probs, "generalist_probs").double()
+    n, c = p_g.shape
+    if len(specialist_probs) != len(groups):
+        raise ValueError(f"specialist_probs has {len(specialist_probs)} entries but groups has {len(groups)}: "
+                         f"one probability table per specialist")
+    p_ms = []
+    for m, (p, g) in enumerate(zip(specialist_probs, groups, strict=True)):
+        check_classes(g, c, f"groups[{m}]")
+        _check_probs(p, f"specialist_probs[{m}]")
+        if p.shape != (n, len(g) + 1):
+            raise ValueError(f"specialist_probs[{m}] must have shape ({n}, {len(g) + 1}) (its classes and a dustbin), "
+                             f"got {tuple(p.shape)}")
+        p_ms.append(p.double())
+    active = active_specialists(generalist_probs, groups, top_n) if active is None else active
+    if active.shape != (n, len(groups)):
+        raise ValueError(f"active must have shape ({n}, {len(groups)}), got {tuple(active.shape)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    rows = active.any(1).nonzero().squeeze(1)
+    q = p_g.clone()
+    if len(rows) == 0 or steps == 0:
+        return q.float()
+    sub_g, sub_m, sub_a = p_g[rows], [p[rows] for p in p_ms], active[rows]
+    z = torch.log(sub_g.clamp_min(1e-12)).clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([z], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimiser.zero_grad()
+            combination_objective(z, sub_g, sub_m, groups, sub_a).sum().backward()
+            optimiser.step()
+    q[rows] = F.softmax(z.detach(), dim=1)
+    return q.float()
+
+
+# --------------------------------------------------------------------------------------------
+# One whole run and its results
+
+
+@dataclass
+class SpecialistRun:
+    """A generalist, its class clusters, its specialists, and the combined test predictions."""
+
+    data: Data
+    generalist: Trained
+    groups: list[list[int]]
+    specialists: list[Specialist]
+    generalist_probs: Tensor
+    combined_probs: Tensor
+    active: Tensor
+    covariance: Tensor
+    confusable: list[int] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def covered(self) -> list[int]:
+        """Classes that some specialist covers (the confusable ones)."""
+        return sorted({c for s in self.specialists for c in s.classes})
+
+    def changed(self) -> Tensor:
+        """Indices of test images whose top-1 class the specialists changed."""
+        return (self.generalist_probs.argmax(1) != self.combined_probs.argmax(1)).nonzero().squeeze(1)
+
+
+def confusable_classes(probs: Tensor, y: Tensor) -> list[int]:
+    """The classes whose images the model gets right less often than average (per-class recall
+    below the overall accuracy). probs (N, C), y (N,). Lesson 08 computes them on the validation
+    split, so the test set does not choose the classes it is then scored on."""
+    _check_probs(probs, "probs")
+    overall = accuracy_on(probs, y)
+    recall = [accuracy_on(probs, y, [c]) for c in range(probs.shape[1])]
+    return [c for c, r in enumerate(recall) if not math.isnan(r) and r < overall]
+
+
+def accuracy_on(probs: Tensor, y: Tensor, classes: Sequence[int] | None = None) -> float:
+    """Top-1 accuracy over the examples whose true class is in ``classes`` (all when None)."""
+    mask = torch.ones_like(y, dtype=torch.bool) if classes is None else torch.isin(y, torch.tensor(list(classes)))
+    if not bool(mask.any()):
+        return float("nan")
+    return float((probs[mask].argmax(1) == y[mask]).float().mean())
+
+
+def run_specialists(data: Data, generalist: Trained, n_clusters: int, config: TrainConfig, top_n: int = 1,
+                    cluster_seed: int = 0, rest_ratio: float = 1.0, steps: int = 300, correction: str = "fitted",
+                    progress: bool | None = None) -> SpecialistRun:
+    """Cluster the classes on the generalist's *validation* predictions, train the specialists,
+    combine on the test set. ``rows``: one row per model (``generalist``, ``generalist + specialists``)
+    with ``seed`` (the generalist's), ``test_acc``, ``confusable_acc`` (on the classes of
+    :func:`confusable_classes`, chosen on the validation split), ``covered_acc`` (on the
+    specialists' classes), ``other_acc`` (on the rest) and ``test_errors``."""
+    val_probs = F.softmax(metrics.predict_logits(generalist.model, data.val.x), dim=1)
+    groups = cluster_classes(val_probs, n_clusters, seed=cluster_seed)
+    confusable = confusable_classes(val_probs, data.val.y)
+    specialists = train_specialists(data, generalist, groups, config, rest_ratio=rest_ratio, correction=correction,
+                                    progress=progress)
+    p_g = F.softmax(metrics.predict_logits(generalist.model, data.test.x), dim=1)
+    s_groups = [s.classes for s in specialists]
+    active = (active_specialists(p_g, s_groups, top_n) if specialists
+              else torch.zeros(len(p_g), 0, dtype=torch.bool))
+    q = combine(p_g, [s.test_probs for s in specialists], s_groups, active, steps=steps) if specialists else p_g
+    run = SpecialistRun(data, generalist, groups, specialists, p_g, q, active, prediction_covariance(val_probs),
+                        confusable)
+    y, covered = data.test.y, run.covered
+    others = [c for c in range(data.num_classes) if c not in covered]
+    for name, probs in (("generalist", p_g), ("generalist + specialists", q)):
+        run.rows.append({"model": name, "seed": generalist.model.spec["seed"], "clusters": n_clusters,
+                         "specialists": len(specialists), "test_acc": accuracy_on(probs, y),
+                         "confusable_acc": accuracy_on(probs, y, confusable) if confusable else float("nan"),
+                         "covered_acc": accuracy_on(probs, y, covered) if covered else float("nan"),
+                         "other_acc": accuracy_on(probs, y, others) if others else float("nan"),
+                         "test_errors": metrics.error_count(torch.log(probs.clamp_min(1e-30)), y)})
+    return run
+
+
+def describe_groups(groups: Sequence[Sequence[int]], class_names: Sequence[str]) -> list[str]:
+    """One line per cluster: its class names, and whether it gets a specialist (2+ classes)."""
+    return [f"cluster {i + 1}: {', '.join(class_names[c] for c in g)}"
+            + ("  → specialist" if len(g) >= 2 else "  (one class: no specialist)") for i, g in enumerate(groups)]
+
+
+def specialist_table_rows(run: SpecialistRun) -> list[dict]:
+    """Each specialist: its classes, training images, dustbin correction, how often it was active
+    on the test set, and the test accuracy on its classes of the generalist and of the combination."""
+    y = run.data.test.y
+    lines = []
+    for m, s in enumerate(run.specialists):
+        lines.append({"specialist": ", ".join(run.data.class_names[c] for c in s.classes),
+                      "training images": f"{s.n_train:,}", "dustbin shift used": f"{s.correction:+.2f}",
+                      "paper's correction": f"{s.paper_correction:+.2f}",
+                      "active on": f"{float(run.active[:, m].float().mean()):.1%} of test images",
+                      "generalist acc on its classes": f"{accuracy_on(run.generalist_probs, y, s.classes):.2%}",
+                      "combined acc on its classes": f"{accuracy_on(run.combined_probs, y, s.classes):.2%}"})
+    return lines
+
+
+def relative_improvement(rows: Sequence[dict], metric: str = "test_acc") -> list[float]:
+    """Per seed: (combined - generalist) / generalist of ``metric`` (the paper's 4.4 % is this for top-1)."""
+    by_seed: dict[int, dict[str, float]] = {}
+    for r in rows:
+        by_seed.setdefault(r["seed"], {})[r["model"]] = r[metric]
+    return [(v["generalist + specialists"] - v["generalist"]) / v["generalist"] for v in by_seed.values()
+            if "generalist" in v and "generalist + specialists" in v]
+
+
+def verdicts(rows: Sequence[dict]) -> list[str]:
+    """Did the specialists help, overall and on the confusable classes, beyond the seed spread?"""
+    out = []
+    for metric, what in (("test_acc", "all classes"), ("confusable_acc", "the confusable classes")):
+        a = [r[metric] for r in rows if r["model"] == "generalist + specialists" and not math.isnan(r[metric])]
+        b = [r[metric] for r in rows if r["model"] == "generalist" and not math.isnan(r[metric])]
+        if a and b:
+            out.append(f"On {what}: " + compare(a, b, "generalist + specialists", "generalist")["verdict"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson helpers: data, several generalists, the summary table
+
+
+def load_lesson_data(name: str = "fashion_mnist", fast: bool = False, seed: int = 0, n_train_fast: int = 2000,
+                     n_eval_fast: int = 1000) -> Data:
+    """A second dataset for a lesson that already called :func:`labkd.notebook.start`: the same
+    fast-mode cut (``n_train_fast`` / ``n_eval_fast`` images) and the same offline fallback to the
+    digits, announced with a printed warning."""
+    from labkd.data import load_data
+
+    data = load_data(name, fallback=True)
+    if data.fallback_reason:
+        print(f"⚠ {name} is not available, using the small offline digits instead: {data.fallback_reason}")
+    if fast:
+        data = data.subset(n_train=min(n_train_fast, len(data.train)), n_val=min(n_eval_fast, len(data.val)),
+                           n_test=min(n_eval_fast, len(data.test)), seed=seed)
+    return data
+
+
+def train_generalists(data: Data, seeds: Sequence[int], config: TrainConfig, hidden: Sequence[int] = HIDDEN,
+                      progress: bool | None = None) -> list[Trained]:
+    """One generalist MLP per seed (``config`` with its seed replaced), cached."""
+    from labkd.ensembles import _check_hidden, _check_seeds
+
+    seeds = _check_seeds(seeds)
+    hidden = _check_hidden(hidden)
+    check_config(config, "config", loss="cross_entropy")
+    runs = RunProgress(len(seeds), "generalists", progress, None)
+    out = []
+    for s in seeds:
+        out.append(train_model("mlp", data, config.replace(seed=s), hidden=hidden, progress=False,
+                               label=f"generalist seed={s} on {data.name}"))
+        runs.step(f"seed {s}")
+    runs.close()
+    return out
+
+
+def results_table_rows(runs: Sequence[SpecialistRun]) -> list[dict]:
+    """Generalist alone vs generalist + specialists (mean ± std over the generalists' seeds): test
+    accuracy on all classes and on the confusable ones, errors, and the relative improvement."""
+    from labkd.ensembles import _pm
+    from labkd.teacher_studies import summarize
+
+    rows = [r for run in runs for r in run.rows]
+    lines = []
+    for model in ("generalist", "generalist + specialists"):
+        mine = [r for r in rows if r["model"] == model]
+        line = {"model": model, "seeds": len(mine),
+                "test accuracy (all classes)": _pm(summarize(mine, ["model"])[0]),
+                "test accuracy (confusable classes)": _pm(summarize(mine, ["model"], "confusable_acc")[0])
+                if all(not math.isnan(r["confusable_acc"]) for r in mine) else "",
+                "test errors": f"{np.mean([r['test_errors'] for r in mine]):.1f}"}
+        if model != "generalist":
+            for metric, name in (("test_acc", "all"), ("confusable_acc", "confusable")):
+                rel = relative_improvement(rows, metric)
+                line[f"relative improvement ({name})"] = (f"{np.mean(rel):+.2%}" + (f" ± {np.std(rel, ddof=1):.2%}"
+                                                          if len(rel) > 1 else "")) if rel else ""
+        else:
+            line["relative improvement (all)"] = line["relative improvement (confusable)"] = ""
+        lines.append(line)
+    return lines
+
+
+def predict_probs(model: nn.Module | Trained, x: Tensor) -> Tensor:
+    """softmax of a model's logits on images x: (N, C) probabilities, in eval mode."""
+    model = model.model if isinstance(model, Trained) else model
+    return F.softmax(metrics.predict_logits(model, x), dim=1)
+
+
+#: Hinton et al. (2015), Table 3 (JFT): top-1 test accuracy of the baseline and of the baseline
+#: combined with 61 specialist models.
+PAPER_JFT = {"generalist": 0.250, "combined": 0.261, "specialists": 61}
+
+
+def paper_comparison(runs: Sequence[SpecialistRun], record: bool = False) -> list[dict]:
+    """The paper's JFT result beside this run's (means over the generalists' seeds). ``record=True``
+    also records each line with :func:`labkd.results.compare`."""
+    rows = [r for run in runs for r in run.rows]
+    gen = float(np.mean([r["test_acc"] for r in rows if r["model"] == "generalist"]))
+    comb = float(np.mean([r["test_acc"] for r in rows if r["model"] == "generalist + specialists"]))
+    rel = relative_improvement(rows)
+    n_spec = float(np.mean([len(run.specialists) for run in runs])) if runs else 0.0
+    p = PAPER_JFT
+    lines = [
+        {"": "classes / specialists", "paper (JFT)": f"15,000 / {p['specialists']}",
+         "this run": f"{runs[0].data.num_classes} / {n_spec:g}" if runs else ""},
+        {"": "generalist, top-1 test accuracy", "paper (JFT)": f"{p['generalist']:.1%}", "this run": f"{gen:.2%}"},
+        {"": "with specialists", "paper (JFT)": f"{p['combined']:.1%}", "this run": f"{comb:.2%}"},
+        {"": "relative improvement", "paper (JFT)": f"{(p['combined'] - p['generalist']) / p['generalist']:+.1%}",
+         "this run": f"{np.mean(rel):+.2%}" if rel else ""},
+    ]
+    if record:
+        from labkd import results
+
+        seeds = [run.generalist.model.spec["seed"] for run in runs]
+        for line in lines[1:]:
+            results.compare(f"specialists (§5): {line['']}", line["this run"], f"{line['paper (JFT)']} (JFT)", seeds=seeds)
+    return lines
