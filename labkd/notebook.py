@@ -33,6 +33,13 @@ def start(dataset: str = "mnist", fast: bool = False, seed: int = 0, fallback: b
     _started = time.perf_counter()
     torch.manual_seed(seed)
     _configure_plotly()
+    return load(dataset, fast, seed, fallback, n_train_fast, n_eval_fast, quiet)
+
+
+def load(dataset: str = "mnist", fast: bool = False, seed: int = 0, fallback: bool = True,
+         n_train_fast: int = 2000, n_eval_fast: int = 1000, quiet: bool = False) -> Data:
+    """A (second) dataset with the lesson's fast-mode cut and the same visible fallback banner as
+    :func:`start`, without restarting the lesson's clock: ``fashion = notebook.load("fashion_mnist", fast)``."""
     data = load_data(dataset, fallback=fallback)
     if fast:
         data = data.subset(n_train=min(n_train_fast, len(data.train)), n_val=min(n_eval_fast, len(data.val)),

@@ -553,22 +553,6 @@ def verdicts(rows: Sequence[dict]) -> list[str]:
 # Lesson helpers: data, several generalists, the summary table
 
 
-def load_lesson_data(name: str = "fashion_mnist", fast: bool = False, seed: int = 0, n_train_fast: int = 2000,
-                     n_eval_fast: int = 1000) -> Data:
-    """A second dataset for a lesson that already called :func:`labkd.notebook.start`: the same
-    fast-mode cut (``n_train_fast`` / ``n_eval_fast`` images) and the same offline fallback to the
-    digits, announced with a printed warning."""
-    from labkd.data import load_data
-
-    data = load_data(name, fallback=True)
-    if data.fallback_reason:
-        print(f"⚠ {name} is not available, using the small offline digits instead: {data.fallback_reason}")
-    if fast:
-        data = data.subset(n_train=min(n_train_fast, len(data.train)), n_val=min(n_eval_fast, len(data.val)),
-                           n_test=min(n_eval_fast, len(data.test)), seed=seed)
-    return data
-
-
 def train_generalists(data: Data, seeds: Sequence[int], config: TrainConfig, hidden: Sequence[int] = HIDDEN,
                       progress: bool | None = None) -> list[Trained]:
     """One generalist MLP per seed (``config`` with its seed replaced), cached."""
