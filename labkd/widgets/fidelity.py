@@ -1,0 +1,186 @@
+"""Figures and panel of lesson 09 (fidelity): how closely does the student follow its teacher,
+epoch by epoch, and is the most faithful student the most accurate one?
+
+>>> fidelity_curves_figure(study)                  # test accuracy and agreement per epoch
+>>> FidelityPanel(study)                           # epoch slider, condition and measure pickers
+
+The panel reads the per-epoch means that :meth:`labkd.fidelity.FidelityStudy.curves` computed once;
+moving the slider only copies a few numbers into the figure (no training, a few milliseconds).
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from labkd.fidelity import FIDELITY_METRICS, FidelityStudy
+from labkd.widgets import Panel, figure_widget
+
+MEASURES = {"test agreement": "test_agreement", "train agreement": "train_agreement",
+            "test KL(teacher ‖ student)": "test_kl", "train KL(teacher ‖ student)": "train_kl"}
+LINES = (("test_acc", "test accuracy", "#d62728"), ("test_agreement", "test agreement", "#1f77b4"),
+         ("train_agreement", "train agreement", "#2ca02c"))
+
+
+def _palette(n: int) -> list[str]:
+    base = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
+    return [base[i % len(base)] for i in range(n)]
+
+
+def fidelity_curves_figure(study: FidelityStudy, metric: str = "test_agreement") -> go.Figure:
+    """Two panels over epochs, one line per condition (mean over seeds): test accuracy on the
+    left, ``metric`` (one of :data:`labkd.fidelity.FIDELITY_METRICS`) on the right."""
+    if metric not in FIDELITY_METRICS:
+        raise ValueError(f"metric={metric!r} is unknown; expected one of {FIDELITY_METRICS}")
+    curves = study.curves()
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy", metric.replace("_", " ")))
+    epochs = np.arange(1, study.epochs + 1)
+    for colour, (cond, c) in zip(_palette(len(curves)), curves.items(), strict=True):
+        dash = "dot" if "labels only" in cond else ("dash" if "jitter 0" not in cond else None)
+        for col, key in ((1, "test_acc"), (2, metric)):
+            fig.add_trace(go.Scatter(x=epochs, y=c[key], mode="lines+markers", name=cond, legendgroup=cond,
+                                     showlegend=col == 1, line=dict(color=colour, dash=dash)), row=1, col=col)
+    fig.update_xaxes(title_text="student epoch")
+    fig.update_yaxes(tickformat=".1%", row=1, col=1)
+    if "agreement" in metric:
+        fig.update_yaxes(tickformat=".1%", row=1, col=2)
+    fig.update_layout(height=420, margin=dict(l=60, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+class FidelityPanel(Panel):
+    """Pick a student epoch, a condition and a fidelity measure.
+
+    Left: the chosen condition's test accuracy, test agreement and train agreement per epoch
+    (mean over seeds) with the chosen epoch marked. Right: every condition at that epoch,
+    test accuracy against the chosen fidelity measure, the chosen condition ringed — when the
+    points do not line up from bottom-left to top-right, fidelity and generalization disagree.
+    Callbacks: :meth:`update` (also via :meth:`on_change`), :meth:`select`.
+    """
+
+    def __init__(self, study: FidelityStudy) -> None:
+        if not isinstance(study, FidelityStudy) or not study.runs:
+            raise ValueError("study must be a non-empty FidelityStudy (from labkd.fidelity.fidelity_study)")
+        self.study = study
+        self.curves = study.curves()
+        self.conditions = list(self.curves)
+        self.last_update_ms = 0.0
+        style = {"description_width": "initial"}
+        n = study.epochs
+        self.epoch = widgets.IntSlider(value=n, min=1, max=n, step=1, description="student epoch", style=style,
+                                       continuous_update=True, layout=widgets.Layout(width="420px"))
+        self.condition = widgets.Dropdown(options=self.conditions, value=self.conditions[0], description="condition",
+                                          style=style, layout=widgets.Layout(width="460px"))
+        self.measure = widgets.ToggleButtons(options=list(MEASURES), value="test agreement", description="fidelity",
+                                             style=style)
+        self.status = widgets.HTML()
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("one condition, epoch by epoch", "all conditions at this epoch"),
+                            horizontal_spacing=0.12)
+        epochs = np.arange(1, n + 1)
+        for key, name, colour in LINES:
+            fig.add_trace(go.Scatter(x=epochs, y=np.zeros(n), mode="lines+markers", name=name,
+                                     line=dict(color=colour)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="chosen epoch", showlegend=False,
+                                 marker=dict(size=14, symbol="circle-open", color="black", line=dict(width=2))),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="conditions", showlegend=False, text=self.conditions,
+                                 marker=dict(size=11, color=_palette(len(self.conditions))),
+                                 hovertemplate="%{text}<br>fidelity %{x:.4f}<br>test acc %{y:.2%}<extra></extra>"),
+                      row=1, col=2)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="chosen condition", showlegend=False, hoverinfo="skip",
+                                 marker=dict(size=22, symbol="circle-open", color="black", line=dict(width=2))),
+                      row=1, col=2)
+        fig.update_xaxes(title_text="student epoch", row=1, col=1)
+        fig.update_yaxes(tickformat=".1%", row=1, col=1)
+        fig.update_yaxes(title_text="test accuracy", tickformat=".1%", row=1, col=2)
+        fig.update_layout(height=430, margin=dict(l=60, r=20, t=40, b=50), legend=dict(orientation="h", y=-0.2))
+        self.figure = figure_widget(fig)
+        self.figure.add_class("labkd-fidelity-plot")
+        for control in (self.epoch, self.condition, self.measure):
+            control.observe(self.on_change, names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.epoch, self.condition]), self.measure, self.status, self.figure])
+        self.widget.add_class("labkd-fidelity-panel")
+        self.timed(self.update)
+
+    def select(self, epoch: int | None = None, condition: str | None = None, measure: str | None = None) -> None:
+        """Set any of the controls (the figure follows through the observers)."""
+        if condition is not None and condition not in self.conditions:
+            raise ValueError(f"condition={condition!r} is not in the study; choose one of {self.conditions}")
+        if measure is not None and measure not in MEASURES:
+            raise ValueError(f"measure={measure!r} is unknown; choose one of {list(MEASURES)}")
+        if epoch is not None and not 1 <= int(epoch) <= self.study.epochs:
+            raise ValueError(f"epoch must be in 1..{self.study.epochs}, got {epoch!r}")
+        if condition is not None:
+            self.condition.value = condition
+        if measure is not None:
+            self.measure.value = measure
+        if epoch is not None:
+            self.epoch.value = int(epoch)
+
+    def update(self) -> None:
+        """Copy the chosen epoch's numbers into the figure's traces (no training)."""
+        e = self.epoch.value - 1
+        cond = self.condition.value
+        key = MEASURES[self.measure.value]
+        c = self.curves[cond]
+        xs = [float(self.curves[k][key][e]) for k in self.conditions]
+        ys = [float(self.curves[k]["test_acc"][e]) for k in self.conditions]
+        i = self.conditions.index(cond)
+        with self.figure.batch_update():
+            for trace, (metric, _, _) in zip(self.figure.data[:3], LINES, strict=True):
+                trace.y = c[metric]
+            self.figure.data[3].x = [e + 1] * 3
+            self.figure.data[3].y = [float(c[m][e]) for m, _, _ in LINES]
+            self.figure.data[4].x, self.figure.data[4].y = xs, ys
+            self.figure.data[5].x, self.figure.data[5].y = [xs[i]], [ys[i]]
+            self.figure.layout.xaxis2.title.text = self.measure.value + (" (lower: more faithful)" if "KL" in self.measure.value else "")
+            self.figure.layout.xaxis2.tickformat = ".1%" if "agreement" in key else ".3f"
+        n = len(self.study.seeds)
+        self.status.value = (
+            f"<b>{html.escape(cond)}</b>, epoch {e + 1}: test accuracy <b>{c['test_acc'][e]:.2%}</b> · "
+            f"test agreement {c['test_agreement'][e]:.2%} · train agreement {c['train_agreement'][e]:.2%} · "
+            f"KL(t‖s) test {c['test_kl'][e]:.4f}, train {c['train_kl'][e]:.4f} "
+            f"<i>(mean over {n} seed{'s' if n > 1 else ''})</i>")
+
+
+# --- labkd bench ---------------------------------------------------------------------------------
+
+
+def _synthetic_study(epochs: int = 20, seeds: int = 3) -> FidelityStudy:
+    """A study the size of the lesson's full grid, with made-up histories (no training)."""
+    import torch
+
+    from labkd.fidelity import FidelityRun
+
+    rng = np.random.default_rng(0)
+    model = torch.nn.Linear(1, 1)
+    runs = []
+    for student in ("784-300-300-10", "784-30-30-10"):
+        for method, jitter in (("distilled", 0), ("distilled", 2), ("labels only", 0)):
+            for seed in range(seeds):
+                base = 0.9 + 0.07 * (1 - np.exp(-np.arange(1, epochs + 1) / 4))
+                history = [{"epoch": e + 1, "test_acc": float(base[e] + rng.normal(0, 0.002)),
+                            "train_agreement": float(base[e] + 0.01), "test_agreement": float(base[e] - 0.005),
+                            "train_kl": float(0.3 / (e + 1)), "test_kl": float(0.35 / (e + 1))} for e in range(epochs)]
+                runs.append(FidelityRun(student, (1,), method, jitter, seed, history, model, "synthetic", 0.0, True))
+    return FidelityStudy(runs=runs)
+
+
+def benchmark_cases() -> dict:
+    """Panel callbacks for ``labkd bench``, on a synthetic study the size of the full lesson."""
+    panel = FidelityPanel(_synthetic_study())
+    state = {"i": 0}
+
+    def next_epoch() -> None:
+        state["i"] += 1
+        panel.epoch.value = 1 + state["i"] % panel.study.epochs
+
+    def next_condition() -> None:
+        state["i"] += 1
+        panel.condition.value = panel.conditions[state["i"] % len(panel.conditions)]
+
+    return {"epoch": next_epoch, "condition": next_condition}

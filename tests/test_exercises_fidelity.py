@@ -1,0 +1,55 @@
+"""Exercises of lessons 09-10: what names each deliberate mistake, and the references against the
+library (the generic checks of every exercise are in test_exercises_framework.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkd import metrics, online
+from labkd.exercises import get, run_checker
+from labkd.exercises import fidelity as ex_fidelity
+from labkd.exercises import online as ex_online
+
+#: Each deliberate mistake and a phrase its hint must contain.
+EXPECTED_HINTS = {
+    "top1_agreement": {
+        "_compared_values": "not the largest logit values",
+        "_argmax_over_examples": "over the classes (dim=1)",
+        "_count": "how many rows agree",
+        "_accuracy_against_teacher_probs": "weigh rows by the teacher's confidence",
+    },
+    "mutual_loss_for_one": {
+        "_reversed_kl": "wrong way round",
+        "_summed_not_averaged": "average their KL terms",
+        "_no_labels": "labels are missing",
+        "_not_detached": "detach",
+    },
+}
+
+
+@pytest.mark.parametrize("name, wrong", [(n, w) for n, hints in EXPECTED_HINTS.items() for w in hints])
+def test_each_wrong_answer_gets_its_own_hint(name, wrong):
+    answers = {f.__name__: f for f in get(name).wrong_answers}
+    assert set(answers) == set(EXPECTED_HINTS[name]), "every registered mistake has an expected hint"
+    result = run_checker(name, answers[wrong])
+    assert not result.passed
+    assert EXPECTED_HINTS[name][wrong] in result.message, result.message
+    others = [h for w, h in EXPECTED_HINTS[name].items() if w != wrong]
+    assert not any(h in result.message for h in others), f"the hint for {wrong} is not specific: {result.message}"
+
+
+def test_references_match_the_library():
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(50, 10, generator=gen) for _ in range(3))
+    y = torch.randint(0, 10, (50,), generator=gen)
+    assert ex_fidelity.top1_agreement(a, b) == pytest.approx(metrics.agreement(a, b))
+    ours = ex_online.mutual_loss_for_one(a, [b, c], y)
+    assert ours.item() == pytest.approx(online.mutual_learning_loss([a, b, c], y)[0].item(), rel=1e-5)
+
+
+def test_wrong_return_types_are_explained():
+    assert "one number" in run_checker("top1_agreement", lambda t, s: torch.zeros(3)).message
+    assert "one number" in run_checker("mutual_loss_for_one", lambda z, o, y: torch.zeros(3)).message
+    assert "no gradient" in run_checker(
+        "mutual_loss_for_one", lambda z, o, y: ex_online.mutual_loss_for_one(z, o, y).detach()).message
