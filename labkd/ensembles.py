@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from labkd import metrics
+from labkd.checks import check_hidden, check_seeds
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.losses import ENSEMBLE_METHODS, check_alpha, check_temperature, ensemble_logits, ensemble_probs
@@ -114,27 +115,6 @@ class Ensemble:
         return logits[:size]
 
 
-def _check_seeds(seeds: object) -> list[int]:
-    if not isinstance(seeds, (list, tuple, range)):
-        raise TypeError(f"seeds must be a list of integers, got {type(seeds).__name__}")
-    out = list(seeds)
-    if not out:
-        raise ValueError("seeds is empty; give at least one seed, e.g. [0]")
-    for s in out:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or int(s) < 0:
-            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"seeds has repeats: {out}")
-    return [int(s) for s in out]
-
-
-def _check_hidden(hidden: object) -> tuple[int, ...]:
-    if not isinstance(hidden, (list, tuple)) or not hidden or any(
-            isinstance(h, bool) or not isinstance(h, (int, np.integer)) or int(h) <= 0 for h in hidden):
-        raise ValueError(f"hidden must be a non-empty tuple of positive layer widths such as (128, 128), got {hidden!r}")
-    return tuple(int(h) for h in hidden)
-
-
 def _pm(stat: dict) -> str:
     """``mean ± std`` of a :func:`labkd.teacher_studies.summarize` group, in percent."""
     return f"{stat['mean']:.2%} ± {stat['std'] * 100:.2f}" if stat["n"] > 1 else f"{stat['mean']:.2%}"
@@ -165,8 +145,8 @@ def train_ensemble(data: Data, seeds: Sequence[int], config: TrainConfig, hidden
     if not isinstance(seeds, (list, tuple, range)) or len(seeds) == 0:
         raise ValueError(f"seeds must list at least one seed (one per ensemble member), got {seeds!r}: "
                          f"an ensemble of size 0 has no predictions to average")
-    seeds = _check_seeds(seeds)
-    hidden = _check_hidden(hidden)
+    seeds = check_seeds(seeds)
+    hidden = check_hidden(hidden)
     check_config(config, "config", loss="cross_entropy")
     runs = RunProgress(len(seeds), "ensemble members", progress, None)
     members, train_logits, test_logits, rows = [], [], [], []
@@ -216,7 +196,7 @@ def distil_ensemble(data: Data, ensemble: Ensemble, config: TrainConfig, seeds: 
     seeds) and ``cached``.
     """
     check_config(config, "config", loss="distillation")
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     methods = _check_methods(methods)
     if ensemble.data.spec != data.spec:
         raise ValueError("data must be the data the ensemble was trained on (its spec differs)")

@@ -39,7 +39,8 @@ from labkd.experiments import Trained, model_identity, train_model
 from labkd.losses import check_temperature
 from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress
-from labkd.teacher_studies import _check_hidden, _check_seeds, check_config, compare, mlp_name, summarize
+from labkd.checks import check_hidden, check_seeds
+from labkd.teacher_studies import check_config, compare, mlp_name, summarize
 from labkd.train import TrainConfig, fit
 
 #: Teacher of seed s is initialised with seed s + TEACHER_SEED_OFFSET (never the student's weights).
@@ -80,8 +81,8 @@ def train_teachers(data: Data, seeds: Sequence[int], config: TrainConfig, hidden
     """One labels-trained MLP teacher per lesson seed (cached): ``{seed: Trained}``.
 
     ``config.seed`` is ignored; teacher ``s`` uses ``s + TEACHER_SEED_OFFSET``."""
-    seeds = _check_seeds(seeds)
-    hidden = _check_hidden(hidden)
+    seeds = check_seeds(seeds)
+    hidden = check_hidden(hidden)
     check_config(config, "config", loss="cross_entropy")
     runs = RunProgress(len(seeds), "teachers", progress, None)
     out = {}
@@ -147,7 +148,7 @@ def distil_with_fidelity(
     the teacher is then only measured against, never learnt from. Cached on disk by a hash of
     everything (student, data, config, teacher, sample size).
     """
-    hidden = _check_hidden(student_hidden, "student_hidden")
+    hidden = check_hidden(student_hidden, "student_hidden")
     if not isinstance(teacher, Trained):
         raise TypeError(f"teacher must be a labkd Trained model (from train_model), got {type(teacher).__name__}")
     check_config(config, "config")
@@ -271,7 +272,7 @@ def fidelity_study(
         raise ValueError("teachers is empty; train them with train_teachers(data, seeds, teacher_config(fast))")
     if not students:
         raise ValueError("students is empty; give {name: hidden}, e.g. {'30-30': (30, 30)}")
-    hiddens = {name: _check_hidden(h, f"students[{name!r}]") for name, h in students.items()}
+    hiddens = {name: check_hidden(h, f"students[{name!r}]") for name, h in students.items()}
     jitter_list = list(jitters)
     if not jitter_list or any(isinstance(j, bool) or not isinstance(j, int) or j < 0 for j in jitter_list):
         raise ValueError(f"jitters must be a non-empty list of non-negative integers (pixels), got {jitters!r}")

@@ -38,7 +38,8 @@ from labkd.experiments import Trained, train_model
 from labkd.losses import check_logits, check_targets, check_temperature, ensemble_probs
 from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress, progress_bar
-from labkd.teacher_studies import _check_hidden, _check_seeds, check_config, compare, mlp_name, summarize
+from labkd.checks import check_hidden, check_seeds
+from labkd.teacher_studies import check_config, compare, mlp_name, summarize
 from labkd.train import TrainConfig, _evaluate, _optimizer, _scheduler, default_device
 
 MUTUAL = "mutual"
@@ -205,8 +206,8 @@ def train_mutual(
 ) -> MutualTrained:
     """Build one MLP per seed (``hidden`` widths, initialised with that seed), train them as a
     cohort with :func:`fit_mutual` (batch order from ``config.seed``) and cache the result."""
-    hidden = _check_hidden(hidden)
-    seeds = _check_seeds(seeds)
+    hidden = check_hidden(hidden)
+    seeds = check_seeds(seeds)
     if len(seeds) < 2:
         raise ValueError(f"seeds must give at least 2 students for a cohort, got {seeds}")
     check_config(config, "config")
@@ -245,7 +246,7 @@ def mutual_vs_independent(
     the labels. Rows, one per student: ``method`` (:data:`MUTUAL` / :data:`INDEPENDENT`),
     ``repeat``, ``model`` (k), ``seed``, ``test_acc``, ``val_acc``, ``train_acc``, ``history``
     and ``agreement`` (top-1 agreement on the test set with the cohort's other students, mean)."""
-    hidden = _check_hidden(hidden)
+    hidden = check_hidden(hidden)
     if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 2:
         raise ValueError(f"n_models must be an integer >= 2 (a cohort), got {n_models!r}")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
@@ -359,8 +360,8 @@ def born_again(
     the same weights instead. All runs are cached.
     Rows: ``seed``, ``generation``, ``test_acc``, ``val_acc``, ``agreement_prev`` (test agreement
     with the previous generation; None for g = 0), ``init_norm``."""
-    hidden = _check_hidden(hidden)
-    seeds = _check_seeds(seeds)
+    hidden = check_hidden(hidden)
+    seeds = check_seeds(seeds)
     check_config(config, "config", loss="cross_entropy")
     check_config(kd_config, "kd_config")
     if kd_config.loss not in ("distillation", "soft_target"):

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkd import metrics
+from labkd.checks import check_hidden, check_seeds
 from labkd.data import Data, Split
 from labkd.experiments import Trained, train_model
 from labkd.models import BlockModel, rebuild
@@ -556,10 +557,8 @@ def verdicts(rows: Sequence[dict]) -> list[str]:
 def train_generalists(data: Data, seeds: Sequence[int], config: TrainConfig, hidden: Sequence[int] = HIDDEN,
                       progress: bool | None = None) -> list[Trained]:
     """One generalist MLP per seed (``config`` with its seed replaced), cached."""
-    from labkd.ensembles import _check_hidden, _check_seeds
-
-    seeds = _check_seeds(seeds)
-    hidden = _check_hidden(hidden)
+    seeds = check_seeds(seeds)
+    hidden = check_hidden(hidden)
     check_config(config, "config", loss="cross_entropy")
     runs = RunProgress(len(seeds), "generalists", progress, None)
     out = []

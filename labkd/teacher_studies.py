@@ -36,6 +36,7 @@ from torch import Tensor
 
 from labkd import metrics
 from labkd.data import Data
+from labkd.checks import Hidden, check_hidden, check_positive_int, check_seeds
 from labkd.experiments import Trained, train_model
 from labkd.losses import check_alpha, check_temperature
 from labkd.models import rebuild
@@ -51,7 +52,6 @@ ALPHA = 0.9
 #: and some 30-unit students lost points; at 0.02 every run of lessons 04-05 trained stably.
 STUDENT_LR = 0.02
 
-Hidden = tuple[int, ...]
 RowFn = Callable[[int, int], None]
 
 COLOURS = {"teacher": "#7f7f7f", "student": "#1f77b4", "baseline": "#d62728", "best": "#2ca02c",
@@ -84,8 +84,8 @@ def kd_config(fast: bool, temperature: float = TEMPERATURE, alpha: float = ALPHA
 
 def mlp_hidden(width: int, depth: int = 2) -> Hidden:
     """``depth`` hidden layers of ``width`` units: ``mlp_hidden(30) == (30, 30)``."""
-    _check_positive_int(width, "width")
-    _check_positive_int(depth, "depth")
+    check_positive_int(width, "width")
+    check_positive_int(depth, "depth")
     return (int(width),) * int(depth)
 
 
@@ -111,49 +111,19 @@ def transfer_set(data: Data, n_transfer: int | None, seed: int = 0) -> Data:
     when ``n_transfer`` is None or not smaller than the split (fast mode is already small)."""
     if n_transfer is None or n_transfer >= len(data.train):
         return data
-    _check_positive_int(n_transfer, "n_transfer")
+    check_positive_int(n_transfer, "n_transfer")
     return data.subset(n_train=int(n_transfer), seed=seed)
-
-
-def _check_positive_int(value: object, argument: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
-        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
-
-
-def _check_hidden(hidden: object, argument: str = "hidden") -> Hidden:
-    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
-        raise TypeError(f"{argument} must be a tuple of layer widths such as (30, 30), got the number {hidden!r}; "
-                        f"use mlp_hidden({hidden}) for two layers of that width")
-    if not isinstance(hidden, Sequence) or isinstance(hidden, str) or len(hidden) == 0:
-        raise ValueError(f"{argument} must be a non-empty tuple of layer widths such as (30, 30), got {hidden!r}")
-    for h in hidden:
-        _check_positive_int(h, f"each width in {argument}")
-    return tuple(int(h) for h in hidden)
 
 
 def _check_hidden_list(values: object, argument: str) -> list[Hidden]:
     if not isinstance(values, Iterable) or isinstance(values, str):
         raise TypeError(f"{argument} must be a list of layer-width tuples such as [(30, 30), (100, 100)]")
-    out = [_check_hidden(v, f"{argument}[{i}]") for i, v in enumerate(values)]
+    out = [check_hidden(v, f"{argument}[{i}]") for i, v in enumerate(values)]
     if not out:
         raise ValueError(f"{argument} is empty; give at least one layer-width tuple such as (30, 30)")
     if len(set(out)) != len(out):
         raise ValueError(f"{argument} lists the same network twice: {out}")
     return out
-
-
-def _check_seeds(seeds: object) -> list[int]:
-    if not isinstance(seeds, Iterable) or isinstance(seeds, str):
-        raise TypeError(f"seeds must be a list of integers, got {type(seeds).__name__}")
-    out = list(seeds)
-    if not out:
-        raise ValueError("seeds is empty; give at least one seed, e.g. [0]")
-    for s in out:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or int(s) < 0:
-            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"seeds has repeats: {out}")
-    return [int(s) for s in out]
 
 
 def check_config(config: object, argument: str, loss: str | None = None) -> TrainConfig:
@@ -221,7 +191,7 @@ def train_teacher_family(
     the transfer set at the distillation temperature :data:`TEMPERATURE`) and ``seconds``.
     """
     hiddens = _check_hidden_list(hidden_sizes, "hidden_sizes")
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     check_config(config, "config", loss="cross_entropy")
     family = TeacherFamily(data)
     runs = RunProgress(len(hiddens) * len(seeds), "teachers", progress, on_run)
@@ -263,7 +233,7 @@ def distil_grid(
     """
     students = _check_hidden_list(student_hidden_sizes, "student_hidden_sizes")
     check_config(config, "config", loss="distillation")
-    seeds = family.seeds if seeds is None else _check_seeds(seeds)
+    seeds = family.seeds if seeds is None else check_seeds(seeds)
     teachers = family.hidden_sizes if teacher_hidden_sizes is None else _check_hidden_list(
         teacher_hidden_sizes, "teacher_hidden_sizes")
     for hidden in teachers:
@@ -505,11 +475,11 @@ def teacher_assistant(
     ``"teacher → student"``, ``"teacher → TA 784-128-128-10 → student"``), ``assistant`` and
     ``assistant_acc``.
     """
-    student = _check_hidden(student_hidden, "student_hidden")
+    student = check_hidden(student_hidden, "student_hidden")
     assistants = _check_hidden_list(assistant_hidden_sizes, "assistant_hidden_sizes")
     check_config(config, "config", loss="distillation")
-    teacher_hidden = family.largest() if teacher_hidden is None else _check_hidden(teacher_hidden, "teacher_hidden")
-    seeds = family.seeds if seeds is None else _check_seeds(seeds)
+    teacher_hidden = family.largest() if teacher_hidden is None else check_hidden(teacher_hidden, "teacher_hidden")
+    seeds = family.seeds if seeds is None else check_seeds(seeds)
     for seed in seeds:
         family.get(teacher_hidden, seed)
     runs = RunProgress(len(seeds) * (2 + 2 * len(assistants)), "teacher-assistant runs", progress, on_run)
@@ -555,8 +525,8 @@ def train_checkpointed_teachers(
     data: Data, hidden: Sequence[int], seeds: Sequence[int], config: TrainConfig, progress: bool | None = None,
 ) -> dict[int, Trained]:
     """One teacher per seed trained with ``checkpoints=True`` (every epoch's weights kept), cached."""
-    hidden = _check_hidden(hidden, "hidden")
-    seeds = _check_seeds(seeds)
+    hidden = check_hidden(hidden, "hidden")
+    seeds = check_seeds(seeds)
     check_config(config, "config", loss="cross_entropy")
     if not config.checkpoints:
         raise ValueError("config must keep checkpoints: use teacher_config(fast, checkpoints=True)")
@@ -585,8 +555,8 @@ def _check_epochs(epochs: Sequence[int] | None, teacher: Trained) -> list[int]:
 def spread_epochs(n_epochs: int, count: int) -> list[int]:
     """About ``count`` epochs from 1 to ``n_epochs``, denser early (where the teacher changes most),
     always including the first and the last: ``spread_epochs(20, 8) == [1, 2, 3, 4, 6, 8, 13, 20]``."""
-    _check_positive_int(n_epochs, "n_epochs")
-    _check_positive_int(count, "count")
+    check_positive_int(n_epochs, "n_epochs")
+    check_positive_int(count, "count")
     if count >= n_epochs:
         return list(range(1, n_epochs + 1))
     grid = np.unique(np.round(np.geomspace(1, n_epochs, count)).astype(int))
@@ -613,7 +583,7 @@ def checkpoint_stats(
     t = check_temperature(temperature)
     x = data.train.x
     if n_transfer_images is not None:
-        _check_positive_int(n_transfer_images, "n_transfer_images")
+        check_positive_int(n_transfer_images, "n_transfer_images")
         if n_transfer_images < len(x):
             x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n_transfer_images]]
     chosen = {seed: _check_epochs(epochs, teacher) for seed, teacher in teachers.items()}
@@ -643,7 +613,7 @@ def checkpoint_sweep(
     checkpoint) from the teacher as it was after each of ``epochs``.
 
     Rows as :func:`distil_grid` plus ``teacher_epoch`` (None for the labels-only baseline)."""
-    student = _check_hidden(student_hidden, "student_hidden")
+    student = check_hidden(student_hidden, "student_hidden")
     check_config(config, "config", loss="distillation")
     if not teachers:
         raise ValueError("teachers is empty; give {seed: teacher trained with checkpoints=True}")
@@ -685,7 +655,7 @@ def checkpoint_soft_targets(teacher: Trained, x: Tensor, epochs: Sequence[int], 
 def pick_examples(logits: Tensor, targets: Tensor, n: int = 4) -> list[int]:
     """Indices of ``n`` test images worth looking at: half the most uncertain correctly
     classified ones (most "dark knowledge") and half typical ones (first of distinct classes)."""
-    _check_positive_int(n, "n")
+    check_positive_int(n, "n")
     metrics.accuracy(logits, targets)  # validates shapes
     entropy = metrics.predictive_entropy(logits)
     correct = logits.argmax(1) == targets
@@ -764,7 +734,7 @@ def early_stopped_kd(
     ``val_acc``, ``curve`` (test accuracy after each of the ``config.epochs`` epochs) and
     ``init_norm``.
     """
-    student = _check_hidden(student_hidden, "student_hidden")
+    student = check_hidden(student_hidden, "student_hidden")
     check_config(config, "config", loss="distillation")
     total = config.epochs
     if isinstance(stop_epochs, (int, np.integer)):
@@ -810,7 +780,7 @@ def early_stopped_kd(
 def fit_stops(stop_epochs: Sequence[int], epochs: int) -> list[int]:
     """The stop epochs that fit a student trained ``epochs`` epochs (1..epochs-1); if none fits
     (fast mode trains 2 epochs), the middle epoch."""
-    _check_positive_int(epochs, "epochs")
+    check_positive_int(epochs, "epochs")
     if epochs < 2:
         raise ValueError("stopping distillation early needs a student trained for at least 2 epochs")
     fitting = sorted({int(k) for k in stop_epochs if 1 <= int(k) < epochs})

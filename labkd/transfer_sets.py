@@ -39,11 +39,12 @@ from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
 from labkd import metrics
+from labkd.checks import check_seeds
 from labkd.data import Data, split_fraction
 from labkd.experiments import Trained, train_model
 from labkd.losses import check_alpha, check_logits, check_targets, check_temperature
-from labkd.teacher_studies import first_layer_norm
 from labkd.progress import RunProgress
+from labkd.teacher_studies import first_layer_norm
 from labkd.train import TrainConfig
 
 #: The paper's numbers (MNIST, §3; speech, §5 Table 5: frame accuracy on train / test).
@@ -121,20 +122,6 @@ def _check_fraction(fraction: object) -> float:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"fraction must be a number in (0, 1] (the share of the training set kept), got {fraction!r}")
     return float(fraction)
-
-
-def _check_seeds(seeds: object) -> list[int]:
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise TypeError(f"seeds must be a list of integers, got {type(seeds).__name__}")
-    out = list(seeds)
-    if not out:
-        raise ValueError("seeds is empty; give at least one seed, e.g. [0]")
-    for s in out:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"seeds has repeats: {out}")
-    return [int(s) for s in out]
 
 
 def _check_config(config: object, argument: str) -> TrainConfig:
@@ -619,7 +606,7 @@ def small_data_runs(data: Data, teacher: Trained | nn.Module, fraction: float, s
     targets (one subset, one initialisation per seed, shared by both), plus, with ``reference``,
     one run on all the data with hard labels (first seed). Returns :func:`run_row` rows."""
     fraction = _check_fraction(fraction)
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     missing = [k for k in (HARD, SOFT) + ((FULL,) if reference else ()) if k not in configs]
     if missing:
         raise ValueError(f"configs has no recipe for {missing}; build them with regularizer_configs(...)")

@@ -1,0 +1,43 @@
+"""Argument checks shared by the lesson modules: each raises ``ValueError`` (or ``TypeError``)
+naming the argument and what was expected, before any training starts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+Hidden = tuple[int, ...]
+
+
+def check_positive_int(value: object, argument: str) -> None:
+    """``value`` is a whole number > 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
+        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+
+
+def check_hidden(hidden: object, argument: str = "hidden") -> Hidden:
+    """Hidden-layer widths of an MLP, e.g. ``(30, 30)``, as a tuple of ints."""
+    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+        raise TypeError(f"{argument} must be a tuple of layer widths such as (30, 30), got the number {hidden!r}; "
+                        f"use mlp_hidden({hidden}) for two layers of that width")
+    if not isinstance(hidden, Sequence) or isinstance(hidden, str) or len(hidden) == 0:
+        raise ValueError(f"{argument} must be a non-empty tuple of layer widths such as (30, 30), got {hidden!r}")
+    for h in hidden:
+        check_positive_int(h, f"each width in {argument}")
+    return tuple(int(h) for h in hidden)
+
+
+def check_seeds(seeds: object) -> list[int]:
+    """A non-empty list of distinct non-negative integer seeds."""
+    if not isinstance(seeds, Iterable) or isinstance(seeds, str):
+        raise TypeError(f"seeds must be a list of integers, got {type(seeds).__name__}")
+    out = list(seeds)
+    if not out:
+        raise ValueError("seeds is empty; give at least one seed, e.g. [0]")
+    for s in out:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or int(s) < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds has repeats: {out}")
+    return [int(s) for s in out]
