@@ -1,0 +1,317 @@
+"""Figure and panel of lesson 12 (compression): accuracy against size and latency, per method.
+
+>>> tradeoff_figure(rows)                       # every variant; stored bytes on a log axis
+>>> panel = CompressionPanel(rows)              # method drop-down, strength slider, size measure
+>>> panel.select("prune", 0.9)                  # what the slider does: highlight, arrows, read-out
+
+``rows`` are :func:`labkd.compression.compression_study` rows. The panel only filters them (no
+model is run), so a change redraws in a few milliseconds: the chosen variants are highlighted
+with an arrow from the model each was compressed from, in both panels (size and latency).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from labkd.compression import METHODS, MODELS, SIZE_MEASURES, STRENGTH, check_method, select, strengths
+from labkd.widgets import Panel, figure_widget
+
+COLOURS = {"teacher": "#7f7f7f", "float32": "#1f77b4", "int8": "#ff7f0e", "kbit": "#bcbd22", "prune": "#2ca02c",
+           "distil": "#d62728", "distil+int8": "#9467bd", "distil+prune": "#8c564b"}
+SYMBOLS = {"MLP": "circle", "CNN": "square", "ResNet": "diamond", "student": "circle", "teacher": "star"}
+NO_STRENGTH = "—"
+
+
+def _method_of(row: Mapping) -> str:
+    return "teacher" if row["family"] == "teacher" else row["method"]
+
+
+def _check_rows(rows: Sequence[Mapping]) -> list[Mapping]:
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows is empty: run labkd.compression.compression_study first")
+    needed = {"model", "family", "method", "strength", "label", "parent", "test_acc", "stored_bytes", "dense_bytes",
+              "nonzero", "latency_ms"}
+    missing = needed - set(rows[0])
+    if missing:
+        raise ValueError(f"rows lack the column(s) {sorted(missing)}; use compression_study rows")
+    return rows
+
+
+def _check_size(size: str) -> str:
+    if size not in SIZE_MEASURES:
+        raise ValueError(f"size={size!r} is unknown; expected one of {list(SIZE_MEASURES)}")
+    return size
+
+
+def _add_traces(fig: go.Figure, rows: Sequence[Mapping]) -> list[str]:
+    """Background traces (one per method and panel), then arrows and highlight (left, right).
+    Returns the methods in trace order."""
+    groups = list(dict.fromkeys(_method_of(r) for r in rows))
+    hover = "%{text}<br>%{y:.2%}<extra></extra>"
+    for m in groups:
+        for col in (1, 2):
+            fig.add_trace(go.Scatter(mode="markers", name=m, legendgroup=m, showlegend=col == 1, hovertemplate=hover,
+                                     marker=dict(color=COLOURS.get(m, "#333"), size=8, opacity=0.45,
+                                                 line=dict(width=0))), row=1, col=col)
+    for col in (1, 2):
+        fig.add_trace(go.Scatter(mode="lines", name="compressed from", showlegend=col == 1, hoverinfo="skip",
+                                 line=dict(color="#444", width=1.5, dash="dot")), row=1, col=col)
+    for col in (1, 2):
+        fig.add_trace(go.Scatter(mode="markers", name="selected", showlegend=col == 1, hovertemplate=hover,
+                                 marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(color="black", width=2.5))),
+                      row=1, col=col)
+    fig.update_xaxes(type="log", row=1, col=1)
+    fig.update_xaxes(type="log", title_text="CPU latency per batch, ms (log)", row=1, col=2)
+    fig.update_yaxes(tickformat=".1%", title_text="test accuracy", row=1, col=1)
+    fig.update_layout(height=470, margin=dict(l=60, r=20, t=40, b=60), legend=dict(orientation="h", y=-0.2))
+    return groups
+
+
+def _fill(fig: go.Figure, rows: Sequence[Mapping], groups: Sequence[str], size: str,
+          chosen: Sequence[Mapping], background: str = "all") -> None:
+    """Put the rows into the traces of ``fig`` in place (one batch update for a FigureWidget).
+    ``background``: "all" draws every variant, "size" only moves them along the size axis,
+    "none" leaves them (a slider move only changes the highlight)."""
+    by_label = {r["label"]: r for r in rows}
+    n = len(groups)
+
+    def xs(rs, key):
+        return [r[key] for r in rs]
+
+    if background in ("all", "size"):
+        for i, m in enumerate(groups):
+            mine = [r for r in rows if _method_of(r) == m]
+            fig.data[2 * i].x = xs(mine, size)
+            if background == "size":
+                continue
+            for col, key in ((0, size), (1, "latency_ms")):
+                trace = fig.data[2 * i + col]
+                trace.x, trace.y, trace.text = xs(mine, key), xs(mine, "test_acc"), xs(mine, "label")
+                trace.marker.symbol = [SYMBOLS.get(r["family"], "circle") for r in mine]
+    for col, key in ((0, size), (1, "latency_ms")):
+        seg_x, seg_y = [], []
+        for r in chosen:
+            parent = by_label.get(r["parent"]) if r["parent"] else None
+            if parent is not None and parent[key] is not None and r[key] is not None:
+                seg_x += [parent[key], r[key], None]
+                seg_y += [parent["test_acc"], r["test_acc"], None]
+        fig.data[2 * n + col].x, fig.data[2 * n + col].y = seg_x, seg_y
+        hi = fig.data[2 * n + 2 + col]
+        hi.x, hi.y, hi.text = xs(chosen, key), xs(chosen, "test_acc"), xs(chosen, "label")
+    fig.layout.xaxis.title.text = f"{SIZE_MEASURES[size]} (log)"
+
+
+def tradeoff_figure(rows: Sequence[Mapping], size: str = "stored_bytes", method: str | None = None,
+                    strength: object = None) -> go.Figure:
+    """Accuracy against model size (left; ``size`` is a key of :data:`SIZE_MEASURES`) and
+    against CPU latency per batch (right), every variant coloured by method, marker shape by
+    family. With ``method`` (and ``strength``) those variants are circled, with a dotted line
+    from the model each was compressed from."""
+    rows = _check_rows(rows)
+    size = _check_size(size)
+    fig = go.Figure(make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                                  subplot_titles=("accuracy vs size", "accuracy vs latency")))
+    groups = _add_traces(fig, rows)
+    chosen = [] if method is None else select(rows, method, strength)
+    _fill(fig, rows, groups, size, chosen)
+    return fig
+
+
+def _strength_label(method: str, value: object) -> str:
+    kind = STRENGTH[method]
+    if kind == "bits":
+        return f"{value} bits"
+    if kind == "sparsity":
+        return f"{float(value):.0%}"
+    return str(value)
+
+
+class CompressionPanel(Panel):
+    """Pick a method and its strength; the matching variants are highlighted on both plots.
+
+    Args:
+        rows: :func:`labkd.compression.compression_study` rows (precomputed: nothing retrains).
+        size: the size measure of the x-axis at start (a key of :data:`SIZE_MEASURES`).
+    """
+
+    def __init__(self, rows: Sequence[Mapping], size: str = "stored_bytes", method: str = "prune") -> None:
+        self.rows = _check_rows(rows)
+        self.methods = [m for m in METHODS if any(r["method"] == m for r in self.rows)]
+        if check_method(method) not in self.methods:
+            method = self.methods[0]
+        self.method_picker = widgets.Dropdown(options=[(f"{m}: {METHODS[m]}", m) for m in self.methods],
+                                              value=method, description="method",
+                                              layout=widgets.Layout(width="560px"))
+        self.strength = widgets.SelectionSlider(options=[NO_STRENGTH], description="strength",
+                                                continuous_update=True, layout=widgets.Layout(width="420px"))
+        self.size_picker = widgets.Dropdown(options=[(v, k) for k, v in SIZE_MEASURES.items()], value=_check_size(size),
+                                            description="size", layout=widgets.Layout(width="420px"))
+        self.readout = widgets.HTML()
+        for control, name in ((self.method_picker, "method"), (self.strength, "strength"), (self.size_picker, "size")):
+            control.add_class(f"labkd-compression-{name}")
+
+        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                            subplot_titles=("accuracy vs size", "accuracy vs latency"))
+        self.figure = figure_widget(fig)
+        self.groups = _add_traces(self.figure, self.rows)
+        self._drawn_size: str | None = None
+        self._muted = False
+        self._set_strength_options()
+        self.update()
+
+        self.method_picker.observe(self._on_method, names="value")
+        self.strength.observe(self._on_strength, names="value")
+        self.size_picker.observe(self.on_change, names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.method_picker, self.size_picker],
+                                                 layout=widgets.Layout(flex_flow="row wrap")),
+                                    self.strength, self.readout, self.figure])
+        self.widget.add_class("labkd-compression-panel")
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        return self.method_picker.value
+
+    @property
+    def size(self) -> str:
+        return self.size_picker.value
+
+    @property
+    def value(self) -> object:
+        """The chosen strength (bits, sparsity, student name), or None for methods without one."""
+        return None if self.strength.value == NO_STRENGTH else self.strength.value
+
+    def chosen(self) -> list[Mapping]:
+        return select(self.rows, self.method, self.value)
+
+    def _set_strength_options(self) -> None:
+        values = strengths(self.rows, self.method) if STRENGTH[self.method] else []
+        self._muted = True  # changing the options moves the value: redraw once, afterwards
+        if values:
+            options = [(_strength_label(self.method, v), v) for v in values]
+            self.strength.options = options
+            self.strength.value = values[len(values) // 2]
+            self.strength.description = STRENGTH[self.method]
+        else:
+            self.strength.options = [NO_STRENGTH]
+            self.strength.description = "strength"
+        self.strength.disabled = not values
+        self._muted = False
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def _on_strength(self, change: dict | None = None) -> None:
+        if not self._muted:
+            self.on_change()
+
+    def _on_method(self, change: dict | None = None) -> None:
+        self._set_strength_options()
+        self.on_change()
+
+    def select(self, method: str, strength: object = None, size: str | None = None) -> None:
+        """Set the controls (what a student does with the mouse); the figure follows."""
+        check_method(method)
+        if method not in self.methods:
+            raise ValueError(f"method={method!r} was not measured in these rows; measured: {self.methods}")
+        if size is not None:
+            self.size_picker.value = _check_size(size)
+        if method != self.method:
+            self.method_picker.value = method
+        if strength is not None:
+            if STRENGTH[method] is None:
+                raise ValueError(f"method={method!r} has no strength to choose; leave strength=None")
+            target = select(self.rows, method, strength)[0]["strength"]  # validates, finds the stored value
+            self.strength.value = target
+
+    def update(self) -> None:
+        """Refill the highlight, arrows and read-out from the precomputed rows (no model runs)."""
+        chosen = self.chosen()
+        with self.figure.batch_update():
+            redraw = "all" if self._drawn_size is None else "size" if self._drawn_size != self.size else "none"
+            _fill(self.figure, self.rows, self.groups, self.size, chosen, background=redraw)
+        self._drawn_size = self.size
+        self.readout.value = readout_html(self.rows, chosen, self.method, self.value)
+
+
+def readout_html(rows: Sequence[Mapping], chosen: Sequence[Mapping], method: str, value: object) -> str:
+    """A small HTML table of the chosen variants against the models they came from."""
+    by_label = {r["label"]: r for r in rows}
+    at = "" if value is None else f" at {html.escape(_strength_label(method, value))}"
+    head = f"<b>{html.escape(method)}</b>{at}: {html.escape(METHODS[method])}"
+    lines = ["<tr><th>variant</th><th>test acc</th><th>Δ vs from</th><th>stored</th><th>dense file</th>"
+             "<th>nonzero params</th><th>ms / batch</th></tr>"]
+    for r in chosen:
+        parent = by_label.get(r["parent"]) if r["parent"] else None
+        delta = "" if parent is None else f"{(r['test_acc'] - parent['test_acc']) * 100:+.2f} pts"
+        ratio = "" if parent is None else f" ({parent['stored_bytes'] / r['stored_bytes']:.1f}× smaller)"
+        latency = "" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}"
+        lines.append(f"<tr><td>{html.escape(r['label'])}</td><td>{r['test_acc']:.2%}</td><td>{delta}</td>"
+                     f"<td>{r['stored_bytes'] / 1e3:,.1f} kB{ratio}</td><td>{r['dense_bytes'] / 1e3:,.1f} kB</td>"
+                     f"<td>{r['nonzero']:,}</td><td>{latency}</td></tr>")
+    return f"<div>{head}</div><table style='font-size:12px'>{''.join(lines)}</table>"
+
+
+# --------------------------------------------------------------------------------------------
+# labkd bench
+
+
+def synthetic_rows() -> list[dict]:
+    """Rows shaped like the lesson's (9 baselines, 3 students, every method), with made-up numbers."""
+    rows: list[dict] = [{"model": "teacher", "family": "teacher", "method": "float32", "strength": None,
+                         "label": "teacher · float32", "parent": None, "test_acc": 0.99, "stored_bytes": 9_500_000,
+                         "dense_bytes": 9_500_000, "nonzero": 2_400_000, "latency_ms": 20.0}]
+
+    def add(name, family, method, strength, label, parent, acc, size, latency, dense=None):
+        rows.append({"model": name, "family": family, "method": method, "strength": strength, "label": label,
+                     "parent": parent, "test_acc": acc, "stored_bytes": int(size), "dense_bytes": int(dense or size),
+                     "nonzero": int(size / 4), "latency_ms": latency})
+
+    for i, (name, (family, _, _)) in enumerate(MODELS.items()):
+        size, acc, lat = 30_000 * 3 ** (i % 3), 0.95 + 0.01 * (i % 3), 1.0 + i
+        base = f"{name} · float32"
+        add(name, family, "float32", None, base, None, acc, size, lat)
+        add(name, family, "int8", None, f"{name} · int8", base, acc - 0.001, size / 4, lat * 0.7)
+        for b in (8, 4, 2):
+            add(name, family, "kbit", b, f"{name} · kbit {b} bits", base, acc - 0.02 * (8 - b) / 6, size * b / 32, lat)
+        for s in (0.5, 0.8, 0.9, 0.95):
+            add(name, family, "prune", s, f"{name} · prune {s:.0%}", base, acc - s ** 4 * 0.2, size * (1 - s) * 1.5,
+                lat, dense=size)
+    for name in ("MLP 32×2", "MLP 128×2", "MLP 512×2"):
+        ref = next(r for r in rows if r["label"] == f"{name} · float32")
+        add(name, "student", "distil", name, f"{name} · distil", ref["label"], ref["test_acc"] + 0.005,
+            ref["stored_bytes"], ref["latency_ms"])
+        add(name, "student", "distil+int8", name, f"{name} · distil+int8", f"{name} · distil", ref["test_acc"],
+            ref["stored_bytes"] / 4, ref["latency_ms"])
+        for s in (0.5, 0.8, 0.9, 0.95):
+            add(name, "student", "distil+prune", s, f"{name} · distil+prune {s:.0%}", f"{name} · distil",
+                ref["test_acc"] - s ** 4 * 0.1, ref["stored_bytes"] * (1 - s) * 1.5, ref["latency_ms"])
+    return rows
+
+
+def benchmark_cases() -> dict:
+    """Panel callbacks for ``labkd bench``: move the strength slider, switch method and size measure."""
+    panel = CompressionPanel(synthetic_rows())
+    state = {"i": 0}
+
+    def next_sparsity() -> None:
+        if panel.method != "prune":
+            panel.method_picker.value = "prune"
+        options = [v for _, v in panel.strength.options]
+        state["i"] += 1
+        panel.strength.value = options[state["i"] % len(options)]
+
+    def next_method() -> None:
+        state["i"] += 1
+        panel.method_picker.value = panel.methods[state["i"] % len(panel.methods)]
+
+    def toggle_size() -> None:
+        panel.size_picker.value = "dense_bytes" if panel.size == "stored_bytes" else "stored_bytes"
+
+    return {"sparsity": next_sparsity, "method": next_method, "size_measure": toggle_size}
