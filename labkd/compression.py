@@ -49,10 +49,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
+from labkd import metrics
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.models import num_parameters, serialized_size
-from labkd.train import TrainConfig, show_progress
+from labkd.progress import RunProgress
+from labkd.train import TrainConfig
 
 # --------------------------------------------------------------------------------------------
 # The models
@@ -162,20 +164,6 @@ def student_config(fast: bool, seed: int = 0) -> TrainConfig:
     return baseline_config("mlp", fast, seed).replace(loss="distillation", temperature=TEMPERATURE, alpha=ALPHA)
 
 
-def _runs_bar(total: int, desc: str, progress: bool | None):
-    if not (show_progress() if progress is None else progress) or total == 0:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="run", leave=False)
-
-
-def _step(bar, label: str) -> None:
-    if bar is not None:
-        bar.set_postfix_str(label, refresh=False)
-        bar.update(1)
-
-
 def _check_names(names: Iterable[str] | None, allowed: Sequence[str], argument: str) -> list[str]:
     out = list(allowed if names is None else names)
     unknown = [n for n in out if n not in allowed]
@@ -188,15 +176,14 @@ def train_baselines(data: Data, fast: bool, seed: int = 0, names: Iterable[str] 
                     progress: bool | None = None) -> dict[str, Trained]:
     """Train each baseline of :data:`MODELS` (or just ``names``) on labels, cached. -> {name: Trained}."""
     chosen = _check_names(names, list(MODELS), "names")
-    bar = _runs_bar(len(chosen), "baselines", progress)
+    tracker = RunProgress(len(chosen), "baselines", progress)
     out = {}
     for name in chosen:
         _, arch, options = MODELS[name]
         out[name] = train_model(arch, data, baseline_config(arch, fast, seed), progress=False,
                                 label=f"lesson 12 baseline {name} seed={seed} on {data.name}", **options)
-        _step(bar, name)
-    if bar is not None:
-        bar.close()
+        tracker.step(name)
+    tracker.close()
     return out
 
 
@@ -206,15 +193,14 @@ def distil_students(data: Data, teacher: Trained | nn.Module, fast: bool, seed: 
 
     A student starts from the same weights as the baseline of its size and seed."""
     chosen = _check_names(names, list(STUDENTS), "names")
-    bar = _runs_bar(len(chosen), "students", progress)
+    tracker = RunProgress(len(chosen), "students", progress)
     out = {}
     for name in chosen:
         _, arch, options = MODELS[name]
         out[name] = train_model(arch, data, student_config(fast, seed), teacher=teacher, progress=False,
                                 label=f"lesson 12 distilled {name} seed={seed} on {data.name}", **options)
-        _step(bar, name)
-    if bar is not None:
-        bar.close()
+        tracker.step(name)
+    tracker.close()
     return out
 
 
@@ -434,13 +420,6 @@ def stored_size(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def logits_of(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
-    """Logits (N, C) on the CPU in eval mode. Unlike :func:`labkd.metrics.predict_logits` this
-    works for models without float parameters (a fully int8 MLP)."""
-    model.eval()
-    return torch.cat([model(x[i:i + batch_size].cpu()) for i in range(0, len(x), batch_size)]).float()
-
-
 @torch.no_grad()
 def latency_ms(model: nn.Module, x: Tensor, runs: int = 5, warmup: int = 1, threads: int = 1) -> float:
     """Median wall time in milliseconds of ``model(x)`` (one batch, CPU, eval mode) over ``runs``
@@ -474,7 +453,7 @@ def measure(model: nn.Module, data: Data, latency_batch: Tensor | None = None, r
     Returns ``test_acc``, ``params``, ``nonzero``, ``sparsity`` (of the conv/linear weights,
     float layers only), ``dense_bytes``, ``stored_bytes`` and ``latency_ms`` (None without
     ``latency_batch``)."""
-    logits = logits_of(model, data.test.x)
+    logits = metrics.predict_logits(model, data.test.x)
     float_layers = [m for _, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     return {
         "test_acc": float((logits.argmax(1) == data.test.y.cpu()).float().mean()),
@@ -560,7 +539,7 @@ def compression_study(
         jobs.append((name, "student", "distil", name, _model(trained), twin))
         jobs.append((name, "student", "distil+int8", name, _model(trained), parent))
         jobs += [(name, "student", "distil+prune", s, _model(trained), parent) for s in sparsities]
-    bar = _runs_bar(len(jobs), "measuring", progress)
+    tracker = RunProgress(len(jobs), "measuring", progress)
     rows = []
     for i, (name, family, method, strength, model, parent) in enumerate(jobs, start=1):
         variant = compress(model, method, strength if STRENGTH[method] in ("bits", "sparsity") else None, calibration)
@@ -568,11 +547,10 @@ def compression_study(
                                         else f" {strength:g} bits" if method == "kbit" else f" {strength:.0%}")
         rows.append({"model": name, "family": family, "method": method, "strength": strength, "label": label,
                      "parent": parent, **measure(variant, data, batch, runs=runs, threads=threads)})
-        _step(bar, label)
+        tracker.step(label)
         if on_run is not None:
             on_run(i, len(jobs))
-    if bar is not None:
-        bar.close()
+    tracker.close()
     return rows
 
 
@@ -582,7 +560,7 @@ def seed_rows(data: Data, baselines: Mapping[str, Trained], students: Mapping[st
     rows = []
     for method, group in (("float32", baselines), ("distil", students)):
         for name, trained in group.items():
-            acc = float((logits_of(_model(trained), data.test.x).argmax(1) == data.test.y.cpu()).float().mean())
+            acc = float((metrics.predict_logits(_model(trained), data.test.x).argmax(1) == data.test.y.cpu()).float().mean())
             rows.append({"model": name, "method": method, "seed": seed, "test_acc": acc})
     return rows
 

@@ -15,10 +15,16 @@ from labkd.losses import check_logits, check_pair, check_targets, check_temperat
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tensor:
-    """Logits (N, C) of ``model`` on images x (N, ...) in eval mode; the mode is restored."""
+    """Logits (N, C) of ``model`` on images x (N, ...) in eval mode; the mode is restored.
+
+    Runs where the model's parameters (or buffers) are; a model with neither as tensors, such as
+    a dynamically quantized int8 MLP, runs on the CPU."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    first = next(model.parameters(), None)
+    if first is None:
+        first = next(model.buffers(), None)
+    device = first.device if first is not None else torch.device("cpu")
     out = [model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(out).float() if out else torch.empty(0)

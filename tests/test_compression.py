@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from labkd import compression as cp
+from labkd import metrics
 from labkd.data import load_data
 from labkd.models import build_model, serialized_size
 
@@ -90,10 +91,10 @@ def test_int8_quantizes_only_linear_layers_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         q = cp.quantize_int8(mlp)
-        out = cp.logits_of(q, x)
+        out = metrics.predict_logits(q, x)
     ratio = serialized_size(mlp) / serialized_size(q)
     assert 3.0 < ratio < 4.2, f"int8 weights are a quarter of float32, plus overhead: {ratio:.2f}"
-    assert torch.allclose(out, cp.logits_of(mlp, x), atol=0.05)
+    assert torch.allclose(out, metrics.predict_logits(mlp, x), atol=0.05)
     assert cp.nonzero_parameters(q) == pytest.approx(cp.num_parameters(mlp), rel=0.01)
     cnn = build_model("cnn", (1, 8, 8), channels=(8, 16))
     qc = cp.quantize_int8(cnn)
