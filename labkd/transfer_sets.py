@@ -797,6 +797,42 @@ def same_start(rows: Sequence[Mapping]) -> list[str]:
     return out
 
 
+def record_comparison(numbers: Mapping, all_classes_errors: int | None = None, seeds: Sequence[int] | None = None) -> list[dict]:
+    """Record this lesson's "paper versus labkd" rows (:func:`labkd.results.compare`) from the
+    :func:`key_numbers` of the run: the missing-3 and only-7-and-8 transfer sets before and after
+    the bias shift, and the 3 % experiment (train / test accuracy per arm)."""
+    from labkd import results
+
+    n = numbers
+    rows = []
+    if all_classes_errors is not None:
+        rows.append(results.compare("784-800-800-10 distilled at T = 20 on all classes: test errors",
+                                    all_classes_errors, PAPER["all_classes_errors"], seeds=seeds))
+    rows.append(results.compare(
+        "transfer set without 3s: test errors (on the 1,010 test 3s)",
+        f"{n['no3_test_errors']} ({n['no3_test_errors_on_missing']})",
+        f"{PAPER['no3_errors']} ({PAPER['no3_errors_on_3s']})", seeds=seeds))
+    rows.append(results.compare(
+        "… after raising the bias of 3 (shift chosen on validation)",
+        f"{n['no3_test_errors_shifted']} ({n['no3_test_errors_on_missing_shifted']}), shift {n['no3_shift']:+.1f}",
+        f"{PAPER['no3_errors_shifted']} ({PAPER['no3_errors_on_3s_shifted']}), shift +{PAPER['no3_shift']} (chosen on test)",
+        seeds=seeds))
+    rows.append(results.compare(
+        "transfer set of only 7s and 8s: test error rate, before → after the bias shift",
+        f"{n['only78_test_error_rate']:.1%} → {n['only78_test_error_rate_shifted']:.1%} (shift {n['only78_shift']:+.1f})",
+        f"{PAPER['only78_error_rate']:.1%} → {PAPER['only78_error_rate_shifted']:.1%} (shift {PAPER['only78_shift']})",
+        seeds=seeds))
+    for prefix, arm in (("small_hard", "hard targets, 3%"), ("small_soft", "soft targets, 3%"),
+                        ("full_hard", "hard targets, 100%")):
+        if f"{prefix}_test_acc" in n:
+            paper_train, paper_test = PAPER["speech"][arm]
+            rows.append(results.compare(
+                f"{arm} of the training set: train / test accuracy",
+                f"{n[f'{prefix}_train_acc']:.1%} / {n[f'{prefix}_test_acc']:.1%}",
+                f"{paper_train:.1%} / {paper_test:.1%} (speech frames)", seeds=n.get("small_seeds")))
+    return rows
+
+
 def key_numbers(missing: ShiftStudy, only: ShiftStudy, rows: Sequence[Mapping]) -> dict:
     """The numbers the README's "paper vs labkd" table needs, flat, for :func:`labkd.results.record`:
     ``no3_*`` (errors overall and on the missing class before/after the shift, the shift),

@@ -240,3 +240,20 @@ def test_small_data_runs_validates(data, teacher):
         tr.small_data_runs(data, teacher, 0.0, [0], configs)
     with pytest.raises(ValueError, match="no rows for arm"):
         tr.arm_values([], tr.HARD, "gap")
+
+
+def test_record_comparison_puts_each_measurement_beside_the_papers(monkeypatch) -> None:
+    from labkd import results
+
+    monkeypatch.setattr(results, "_recorded", {})
+    monkeypatch.delenv(results.RESULTS_ENV, raising=False)
+    numbers = {"no3_test_errors": 418, "no3_test_errors_on_missing": 309, "no3_test_errors_shifted": 202,
+               "no3_test_errors_on_missing_shifted": 62, "no3_shift": 2.1, "only78_test_error_rate": 0.626,
+               "only78_test_error_rate_shifted": 0.306, "only78_shift": -6.1, "small_seeds": [0, 1],
+               "small_hard_train_acc": 1.0, "small_hard_test_acc": 0.911}
+    rows = tr.record_comparison(numbers, all_classes_errors=128, seeds=[0])
+    assert [r["paper"] for r in rows[:2]] == [74, "206 (133)"]
+    assert rows[1]["labkd"] == "418 (309)" and "shift +2.1" in rows[2]["labkd"]
+    assert rows[3]["labkd"] == "62.6% → 30.6% (shift -6.1)"
+    assert rows[-1]["labkd"] == "100.0% / 91.1%" and rows[-1]["seeds"] == [0, 1]   # arms without runs are left out
+    assert len(rows) == 5 and len(results.recorded()[results.COMPARISONS]) == 5
