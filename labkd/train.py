@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkd import losses
+from labkd import feature_losses, losses
 from labkd.data import Data, batches
 from labkd.metrics import predict_logits
 from labkd.models import check_feature_name
@@ -37,16 +37,23 @@ OBJECTIVES = {
     "logit_matching": {"teacher": True},
     "hint": {"teacher": True},
 }
+#: Objectives that add a named feature or relation loss (``feature_loss``) between two layers;
+#: kept apart from :data:`OBJECTIVES` because they need three more settings to run.
+FEATURE_OBJECTIVES = {"feature_kd": {"teacher": True}}
+ALL_OBJECTIVES = {**OBJECTIVES, **FEATURE_OBJECTIVES}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run (the model cache hashes it).
 
-    ``loss``: one of :data:`OBJECTIVES`. ``temperature``, ``alpha`` and ``scale_by_t2`` are used by
+    ``loss``: one of :data:`ALL_OBJECTIVES`. ``temperature``, ``alpha`` and ``scale_by_t2`` are used by
     ``distillation``/``soft_target``; ``hint_layer`` (teacher) and ``guided_layer`` (student) by
-    ``hint``. ``jitter`` shifts training images by up to that many pixels. ``checkpoints`` keeps a
-    copy of the weights after every epoch.
+    ``hint``. ``feature_kd`` adds ``feature_weight`` (β) times a feature or relation loss
+    (``feature_loss``, a name in :data:`labkd.feature_losses.FEATURE_LOSSES`) between the student's
+    ``guided_layer`` and the teacher's ``hint_layer`` to the distillation loss (``alpha=0``: to
+    the cross-entropy alone). ``jitter`` shifts training images by up to that many pixels.
+    ``checkpoints`` keeps a copy of the weights after every epoch.
     """
 
     epochs: int = 5
@@ -63,6 +70,8 @@ class TrainConfig:
     scale_by_t2: bool = True
     hint_layer: str | None = None
     guided_layer: str | None = None
+    feature_loss: str | None = None
+    feature_weight: float = 1.0
     seed: int = 0
     checkpoints: bool = False
 
@@ -73,8 +82,8 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r} is unknown; expected one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule={self.schedule!r} is unknown; expected one of {SCHEDULES}")
-        if self.loss not in OBJECTIVES:
-            raise ValueError(f"loss={self.loss!r} is unknown; expected one of {tuple(OBJECTIVES)}")
+        if self.loss not in ALL_OBJECTIVES:
+            raise ValueError(f"loss={self.loss!r} is unknown; expected one of {tuple(ALL_OBJECTIVES)}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
@@ -87,6 +96,17 @@ class TrainConfig:
         losses.check_alpha(self.alpha)
         if self.loss == "hint" and (self.hint_layer is None or self.guided_layer is None):
             raise ValueError("loss='hint' needs hint_layer (a teacher layer) and guided_layer (a student layer)")
+        if self.loss == "feature_kd":
+            feature_losses.get(self.feature_loss, "feature_loss")
+            if self.hint_layer is None or self.guided_layer is None:
+                raise ValueError("loss='feature_kd' needs hint_layer (a teacher layer) and guided_layer "
+                                 "(a student layer)")
+        elif self.feature_loss is not None:
+            raise ValueError(f"feature_loss={self.feature_loss!r} is only used with loss='feature_kd', "
+                             f"not loss={self.loss!r}")
+        if isinstance(self.feature_weight, bool) or not isinstance(self.feature_weight, (int, float)) \
+                or not math.isfinite(self.feature_weight) or self.feature_weight < 0:
+            raise ValueError(f"feature_weight must be a finite number >= 0, got {self.feature_weight!r}")
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed: ``config.replace(temperature=8)``."""
@@ -147,14 +167,16 @@ def fit(
         teacher_logits: instead of a teacher, its logits on ``data.train`` (N_train, C), e.g.
             an ensemble's (:func:`labkd.losses.ensemble_logits`) or a bias-shifted teacher's.
         regressor: for ``loss="hint"``, the FitNets regressor (built to match shapes if None).
+            ``loss="feature_kd"`` needs the teacher model (its ``hint_layer`` output, every batch);
+            its history rows also hold ``feature_loss``, the unweighted feature term.
         on_epoch: called with each epoch's history row (for live plots).
     Returns a :class:`FitResult`; the same seed gives the same numbers on the CPU.
     """
-    needs_teacher = OBJECTIVES[config.loss]["teacher"]
+    needs_teacher = ALL_OBJECTIVES[config.loss]["teacher"]
     if needs_teacher and teacher is None and teacher_logits is None:
         raise ValueError(f"loss={config.loss!r} needs a teacher (or teacher_logits)")
-    if config.loss == "hint" and teacher is None:
-        raise ValueError("loss='hint' needs the teacher model itself (its hint-layer features)")
+    if config.loss in ("hint", "feature_kd") and teacher is None:
+        raise ValueError(f"loss={config.loss!r} needs the teacher model itself (its hint-layer features)")
     if teacher_logits is not None and teacher_logits.shape != (len(data.train), data.num_classes):
         raise ValueError(f"teacher_logits must have shape ({len(data.train)}, {data.num_classes}) "
                          f"(one row per training image), got {tuple(teacher_logits.shape)}")
@@ -173,9 +195,16 @@ def fit(
                 model.feature_shape(config.guided_layer), teacher.feature_shape(config.hint_layer))
         regressor.to(device)
         params += list(regressor.parameters())
+    feature_loss = None
+    if config.loss == "feature_kd":
+        check_feature_name(model, config.guided_layer, "guided_layer")
+        check_feature_name(teacher, config.hint_layer, "hint_layer")
+        feature_loss = feature_losses.get(config.feature_loss)
+        feature_loss.check_shapes(model.feature_shape(config.guided_layer), teacher.feature_shape(config.hint_layer))
 
     # A fixed teacher on un-augmented inputs gives the same logits every epoch: compute them once.
-    if teacher_logits is None and teacher is not None and config.jitter == 0 and config.loss != "hint":
+    per_batch = ("hint", "feature_kd")  # these read the teacher's features on every batch
+    if teacher_logits is None and teacher is not None and config.jitter == 0 and config.loss not in per_batch:
         teacher_logits = predict_logits(teacher, data.train.x)
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(device)
@@ -196,6 +225,7 @@ def fit(
             if regressor is not None:
                 regressor.train()
             total_loss = torch.zeros((), device=device)
+            total_feature = torch.zeros((), device=device)
             correct = torch.zeros((), device=device)
             for x, y, idx in batches(data.train, config.batch_size, generator=generator,
                                      jitter=config.jitter, background=data.background):
@@ -207,6 +237,15 @@ def fit(
                         t_features = feats[config.hint_layer]
                     _, s_feats = model.forward_features(x, upto=config.guided_layer)
                     loss = objective(regressor(s_feats[config.guided_layer]), t_features, y)
+                elif feature_loss is not None:  # feature_kd: one pass of each model gives logits and features
+                    with torch.no_grad():
+                        t_out, t_feats = teacher.forward_features(x)
+                    t_logits = teacher_logits[idx] if teacher_logits is not None else t_out
+                    logits, s_feats = model.forward_features(x)
+                    extra = feature_loss(s_feats[config.guided_layer], t_feats[config.hint_layer])
+                    loss = objective(logits, t_logits, y) + config.feature_weight * extra
+                    total_feature += extra.detach() * len(y)
+                    correct += (logits.detach().argmax(1) == y).sum()
                 else:
                     logits = model(x)
                     if teacher_logits is not None:
@@ -228,6 +267,8 @@ def fit(
                 **_evaluate(model, data),
                 "seconds": time.perf_counter() - start,
             }
+            if feature_loss is not None:  # the feature/relation term alone, before the weight β
+                row["feature_loss"] = float(total_feature) / len(data.train)
             result.history.append(row)
             if config.checkpoints:
                 result.checkpoints.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
@@ -253,7 +294,7 @@ def _objective(config: TrainConfig) -> Callable[[Tensor, Tensor | None, Tensor],
     t, a = config.temperature, config.alpha
     if config.loss == "cross_entropy":
         return lambda s, _t, y: F.cross_entropy(s, y)
-    if config.loss == "distillation":
+    if config.loss in ("distillation", "feature_kd"):  # feature_kd adds its feature term in fit
         if not config.scale_by_t2:
             return lambda s, tl, y: a * losses.soft_target_loss(s, tl, t, scale_by_t2=False) + (1 - a) * F.cross_entropy(s, y)
         return lambda s, tl, y: losses.distillation_loss(s, tl, y, t, a)
