@@ -330,14 +330,14 @@ class DataLoaderCase:
         import torchvision.datasets as datasets
         import torchvision.transforms as transforms
 
-        from labkd.train import _optimizer
+        from labkd.train import make_optimizer
 
         transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
         self.dataset = datasets.MNIST(root=root, train=True, download=False, transform=transform)
         self.loader = torch.utils.data.DataLoader(self.dataset, batch_size=batch_size, shuffle=True,
                                                   num_workers=workers)
         self.model = model
-        self.optimizer = _optimizer(list(model.parameters()), config)
+        self.optimizer = make_optimizer(list(model.parameters()), config)
         self.criterion = nn.CrossEntropyLoss()
         self.timing = CaseTiming("dataloader", batch_size)
         self.workers = workers

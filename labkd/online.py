@@ -40,7 +40,7 @@ from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress, progress_bar
 from labkd.checks import check_hidden, check_seeds
 from labkd.teacher_studies import check_config, compare, mlp_name, summarize
-from labkd.train import TrainConfig, _evaluate, _optimizer, _scheduler, default_device
+from labkd.train import TrainConfig, default_device, evaluate_splits, make_optimizer, make_scheduler
 
 MUTUAL = "mutual"
 INDEPENDENT = "independent"
@@ -149,8 +149,8 @@ def fit_mutual(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
-        optimizers = [_optimizer(list(m.parameters()), config) for m in models]
-        schedulers = [_scheduler(o, config, steps) for o in optimizers]
+        optimizers = [make_optimizer(list(m.parameters()), config) for m in models]
+        schedulers = [make_scheduler(o, config, steps) for o in optimizers]
         for epoch in range(1, config.epochs + 1):
             for m in models:
                 m.train()
@@ -171,7 +171,7 @@ def fit_mutual(
             rows = []
             for k, m in enumerate(models):
                 rows.append({"epoch": epoch, "model": k, "loss": float(totals[k]) / len(data.train),
-                             "train_acc": float(correct[k]) / len(data.train), **_evaluate(m, data),
+                             "train_acc": float(correct[k]) / len(data.train), **evaluate_splits(m, data),
                              "seconds": time.perf_counter() - start})
                 result.histories[k].append(rows[-1])
             if on_epoch is not None:

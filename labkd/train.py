@@ -26,6 +26,7 @@ from labkd import feature_losses, losses
 from labkd.data import Data, batches
 from labkd.metrics import predict_logits
 from labkd.models import check_feature_name
+from labkd.progress import progress_bar, show_progress
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
@@ -36,18 +37,17 @@ OBJECTIVES = {
     "soft_target": {"teacher": True},
     "logit_matching": {"teacher": True},
     "hint": {"teacher": True},
+    # distillation (or cross-entropy with alpha=0) plus a named feature or relation loss
+    # (``feature_loss``) between the student's ``guided_layer`` and the teacher's ``hint_layer``
+    "feature_kd": {"teacher": True},
 }
-#: Objectives that add a named feature or relation loss (``feature_loss``) between two layers;
-#: kept apart from :data:`OBJECTIVES` because they need three more settings to run.
-FEATURE_OBJECTIVES = {"feature_kd": {"teacher": True}}
-ALL_OBJECTIVES = {**OBJECTIVES, **FEATURE_OBJECTIVES}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run (the model cache hashes it).
 
-    ``loss``: one of :data:`ALL_OBJECTIVES`. ``temperature``, ``alpha`` and ``scale_by_t2`` are used by
+    ``loss``: one of :data:`OBJECTIVES`. ``temperature``, ``alpha`` and ``scale_by_t2`` are used by
     ``distillation``/``soft_target``; ``hint_layer`` (teacher) and ``guided_layer`` (student) by
     ``hint``. ``feature_kd`` adds ``feature_weight`` (β) times a feature or relation loss
     (``feature_loss``, a name in :data:`labkd.feature_losses.FEATURE_LOSSES`) between the student's
@@ -82,8 +82,8 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r} is unknown; expected one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule={self.schedule!r} is unknown; expected one of {SCHEDULES}")
-        if self.loss not in ALL_OBJECTIVES:
-            raise ValueError(f"loss={self.loss!r} is unknown; expected one of {tuple(ALL_OBJECTIVES)}")
+        if self.loss not in OBJECTIVES:
+            raise ValueError(f"loss={self.loss!r} is unknown; expected one of {tuple(OBJECTIVES)}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
@@ -144,11 +144,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def show_progress() -> bool:
-    """Progress bars are on unless ``LABKD_PROGRESS=0`` (the tests set it)."""
-    return os.environ.get("LABKD_PROGRESS", "1") != "0"
-
-
 def fit(
     model: nn.Module,
     data: Data,
@@ -172,7 +167,7 @@ def fit(
         on_epoch: called with each epoch's history row (for live plots).
     Returns a :class:`FitResult`; the same seed gives the same numbers on the CPU.
     """
-    needs_teacher = ALL_OBJECTIVES[config.loss]["teacher"]
+    needs_teacher = OBJECTIVES[config.loss]["teacher"]
     if needs_teacher and teacher is None and teacher_logits is None:
         raise ValueError(f"loss={config.loss!r} needs a teacher (or teacher_logits)")
     if config.loss in ("hint", "feature_kd") and teacher is None:
@@ -217,9 +212,9 @@ def fit(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
-        optimizer = _optimizer(params, config)
-        scheduler = _scheduler(optimizer, config, steps_per_epoch)
-        bar = _progress_bar(config.epochs, show)
+        optimizer = make_optimizer(params, config)
+        scheduler = make_scheduler(optimizer, config, steps_per_epoch)
+        bar = progress_bar(config.epochs, "epochs", "epoch", show)
         for epoch in range(1, config.epochs + 1):
             model.train()
             if regressor is not None:
@@ -264,7 +259,7 @@ def fit(
                 "epoch": epoch,
                 "loss": float(total_loss) / len(data.train),
                 "train_acc": float(correct) / len(data.train) if config.loss != "hint" else float("nan"),
-                **_evaluate(model, data),
+                **evaluate_splits(model, data),
                 "seconds": time.perf_counter() - start,
             }
             if feature_loss is not None:  # the feature/relation term alone, before the weight β
@@ -282,7 +277,8 @@ def fit(
     return result
 
 
-def _evaluate(model: nn.Module, data: Data) -> dict[str, float]:
+def evaluate_splits(model: nn.Module, data: Data) -> dict[str, float]:
+    """``{"val_acc": ..., "test_acc": ...}`` of ``model`` on ``data`` (what every history row holds)."""
     row = {}
     for name, split in (("val", data.val), ("test", data.test)):
         logits = predict_logits(model, split.x)
@@ -305,7 +301,8 @@ def _objective(config: TrainConfig) -> Callable[[Tensor, Tensor | None, Tensor],
     return lambda s, tl, y: losses.hint_loss(s, tl)  # "hint": called with (regressed, hint, None)
 
 
-def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``config`` names: SGD with (Nesterov) momentum, or Adam; fused kernels."""
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     # fused=True: one multi-tensor kernel per step instead of a Python loop over parameters
@@ -314,7 +311,8 @@ def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.O
                            nesterov=config.momentum > 0, fused=True)
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """A per-step learning-rate schedule (``config.schedule``) over ``config.epochs`` epochs."""
     total = config.epochs * steps_per_epoch
     if config.schedule == "cosine":
         factor = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
@@ -323,20 +321,6 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_
     else:
         factor = lambda step: 1.0  # noqa: E731
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kwargs) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, show: bool):
-    if not show:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="epochs", unit="epoch", leave=False)
 
 
 def clone_model(model: nn.Module) -> nn.Module:

@@ -130,7 +130,9 @@ def test_schedules_and_optimizers_are_really_different(digits):
 def test_every_objective_runs(digits):
     teacher = mlp(digits, seed=5)
     for loss in OBJECTIVES:
-        extra = {"hint_layer": "fc1", "guided_layer": "fc1"} if loss == "hint" else {}
+        extra = {"hint_layer": "fc1", "guided_layer": "fc1"} if loss in ("hint", "feature_kd") else {}
+        if loss == "feature_kd":
+            extra["feature_loss"] = "rkd"
         result = fit(mlp(digits), digits, quick(loss=loss, **extra), teacher=teacher, progress=False)
         assert math.isfinite(result.history[0]["loss"]), loss
 
