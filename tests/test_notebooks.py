@@ -93,3 +93,15 @@ def test_notebook_runs_in_fast_mode(path: Path | None, mode: str, tmp_path: Path
         assert outputs.count("reference solution passes") >= n_exercises
     else:
         assert outputs.count("not done yet") >= n_exercises, "an unfilled exercise was not reported with its hint"
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_papermill_reads_every_parameter(path: Path | None) -> None:
+    """``papermill --help-notebook`` and the injected-parameters logic parse each line of the
+    parameters cell (an ``=`` inside a comment once made papermill skip a parameter)."""
+    import papermill
+
+    nb = _notebook(path)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = [n.targets[0].id for n in ast.parse(cell.source).body if isinstance(n, ast.Assign)]
+    assert list(papermill.inspect_notebook(str(path))) == assigned
