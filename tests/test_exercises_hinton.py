@@ -1,0 +1,61 @@
+"""Exercises of lesson 06: what names each deliberate mistake, answers of the wrong type, and the
+references against the library (the generic checks are in test_exercises_framework.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkd import hinton
+from labkd.exercises import check, get, run_checker
+from labkd.exercises import hinton as ex
+
+#: Each deliberate mistake and a phrase its hint must contain.
+EXPECTED_HINTS = {
+    "fraction_of_gap_closed": {
+        "_relative_improvement": "relative improvement",
+        "_gap_remaining": "still *left*",
+        "_against_the_teacher": "teacher's errors",
+    },
+    "soft_target_gradient": {
+        "_without_t2": "T² times too small",
+        "_t_squared": "T times too large",
+        "_sign_flipped": "sign is reversed",
+        "_no_softening": "must be softened",
+    },
+}
+
+
+@pytest.mark.parametrize("name, wrong", [(n, w) for n, hints in EXPECTED_HINTS.items() for w in hints])
+def test_each_wrong_answer_gets_its_own_hint(name, wrong):
+    answers = {f.__name__: f for f in get(name).wrong_answers}
+    assert set(answers) == set(EXPECTED_HINTS[name]), "every registered mistake has an expected hint"
+    result = run_checker(name, answers[wrong])
+    assert not result.passed
+    assert EXPECTED_HINTS[name][wrong] in result.message, result.message
+    others = [h for w, h in EXPECTED_HINTS[name].items() if w != wrong]
+    assert not any(h in result.message for h in others), f"the hint for {wrong} is not specific: {result.message}"
+
+
+def test_wrong_types_are_explained():
+    assert "one number" in run_checker("fraction_of_gap_closed", lambda b, k, t: "0.9").message
+    assert run_checker("fraction_of_gap_closed", lambda b, k, t: torch.tensor((b - k) / (b - t))).passed
+    assert "shaped like the logits" in run_checker("soft_target_gradient", lambda z, v, t: (z - v).sum()).message
+    assert "zero" in run_checker("soft_target_gradient",
+                                 lambda z, v, t: ex.soft_target_gradient(z, v, t) + (z == v).all() * 1.0).message
+
+
+def test_references_agree_with_the_library():
+    assert ex.fraction_of_gap_closed(146, 74, 67) == pytest.approx(hinton.gap_closed(146, 74, 67))
+    gen = torch.Generator().manual_seed(0)
+    z, v = torch.randn(6, 10, generator=gen), torch.randn(6, 10, generator=gen) * 4
+    for t in (1.0, 2.5, 20.0):
+        assert torch.allclose(ex.soft_target_gradient(z, v, t), hinton.soft_target_gradient(z, v, t))
+
+
+def test_a_passing_function_is_returned_for_later_cells():
+    def fraction_of_gap_closed(baseline_errors, distilled_errors, teacher_errors):
+        gap = baseline_errors - teacher_errors
+        return (baseline_errors - distilled_errors) / gap
+
+    assert check(fraction_of_gap_closed, show=False) is fraction_of_gap_closed

@@ -1,0 +1,256 @@
+"""labkd.hinton: the loops and measurements of lesson 06 (Hinton et al.'s MNIST experiments).
+
+Real training on the bundled 8x8 digits (one epoch, small batches), so the file runs in seconds;
+the cache is the session's temporary folder (see conftest).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from labkd import hinton, load_data, losses, sweeps, train_model
+from labkd.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data("digits", val_size=200)
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    return train_model("mlp", data, TrainConfig(epochs=3, batch_size=32, lr=0.05), hidden=(64, 64), progress=False)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return hinton.student_config(fast=True, epochs=1).replace(batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def grid(data, teacher, base):
+    return hinton.reproduce_table(data, teacher, seeds=[0, 1], base_config=base, progress=False)
+
+
+# -- recipes and the gap ------------------------------------------------------------------
+
+
+def test_student_config():
+    assert hinton.student_config(fast=False).epochs == 20 and hinton.student_config(fast=True).epochs == 2
+    assert hinton.student_config(fast=False).lr == hinton.STUDENT_LR
+    assert hinton.student_config(fast=False).loss == "cross_entropy" and hinton.student_config(False).jitter == 0
+    assert hinton.student_config(fast=False, seed=3, epochs=7, lr=0.05).replace(seed=0) == \
+        hinton.student_config(fast=False, epochs=7, lr=0.05)
+    with pytest.raises(ValueError, match="epochs"):
+        hinton.student_config(fast=False, epochs=0)
+
+
+def test_gap_closed():
+    assert hinton.gap_closed(146, 74, 67) == pytest.approx(72 / 79)
+    assert hinton.gap_closed(150, 100, 100) == 1.0 and hinton.gap_closed(150, 150, 100) == 0.0
+    assert hinton.gap_closed(120, 130, 80) < 0
+    assert math.isnan(hinton.gap_closed(100, 90, 120)), "no gap when the teacher is worse"
+    assert math.isnan(hinton.gap_closed(100, 90, 100))
+    with pytest.raises(ValueError, match="teacher_errors"):
+        hinton.gap_closed(100, 90, -1)
+    with pytest.raises(ValueError, match="baseline_errors"):
+        hinton.gap_closed(True, 90, 10)
+
+
+def test_bad_arguments_fail_before_training(data, teacher, base):
+    with pytest.raises(TypeError, match="teacher must be a labkd Trained"):
+        hinton.reproduce_table(data, teacher.model, [0], base)
+    with pytest.raises(TypeError, match="data must be a labkd.Data"):
+        hinton.reproduce_table(data.train, teacher, [0], base)
+    with pytest.raises(TypeError, match="base_config"):
+        hinton.small_student_sweep(data, teacher, [1, 4], [0], {"epochs": 1})
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        hinton.reproduce_table(data, teacher, [0], base, alpha=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        hinton.reproduce_table(data, teacher, [0], base, temperature=-1)
+    with pytest.raises(ValueError, match="empty"):
+        hinton.matching_study(data, teacher, [], [0], base)
+    with pytest.raises(TypeError, match="list of numbers"):
+        hinton.matching_study(data, teacher, 4, [0], base)
+    with pytest.raises(ValueError, match="one student"):
+        hinton.matching_study(data, teacher, [4], [0], base, student=hinton.SMALL_STUDENTS)
+
+
+# -- 1. the table ---------------------------------------------------------------------------
+
+
+def test_table_grid_is_fair_and_complete(grid, teacher, data):
+    assert grid.students == ["800-800"] and grid.seeds == [0, 1]
+    assert grid.temperatures == [hinton.TEMPERATURE] and grid.alphas == [hinton.ALPHA]
+    assert len(grid.select(baseline=True)) == 2 and len(grid.select(baseline=False)) == 2
+    assert all(r["distinct initial weights"] == 1 and r["runs"] == 2 for r in sweeps.same_start(grid))
+    assert all(r.seconds > 0 for r in grid)
+    rows = hinton.table_rows(grid, teacher, data)
+    assert [r["paper: test errors of 10,000"] for r in rows] == [67, 146, 74]
+    column = f"this run: test errors of {len(data.test):,}"
+    assert rows[0][column] == str(hinton.test_errors(teacher, data))
+    assert "±" in rows[1][column] and rows[1]["runs"] == 2
+    errors = grid.values("test_errors", baseline=True)
+    assert f"range {min(errors):.0f}–{max(errors):.0f}" in rows[1][column]
+
+
+def test_check_target_follows_the_numbers(grid, teacher, data):
+    check = hinton.check_target(grid, teacher, data)
+    base = sum(grid.values("test_errors", baseline=True)) / 2
+    kd = sum(grid.values("test_errors", baseline=False)) / 2
+    t = hinton.test_errors(teacher, data)
+    assert check.teacher_errors == t and check.baseline_errors == base and check.distilled_errors == kd
+    expected = hinton.gap_closed(base, kd, t)
+    assert (math.isnan(check.fraction) and math.isnan(expected)) or check.fraction == pytest.approx(expected)
+    assert check.teacher_ok == (t * 10_000 / len(data.test) <= hinton.MAX_TEACHER_ERRORS)
+    assert check.reached == (check.teacher_ok and check.fraction_ok)
+    assert ("Both targets reached" in str(check)) == check.reached
+    if not check.reached:
+        assert "Target not reached" in str(check)
+    strict = hinton.check_target(grid, teacher, data, max_teacher_errors=0, min_fraction=2.0)
+    assert not strict.reached and "teacher is weaker" in str(strict)
+    fast = hinton.check_target(grid, teacher, data, fast=True)
+    assert not fast.reached and "Fast mode" in str(fast)
+
+
+def test_seconds_and_curves(grid, teacher, data):
+    seconds = hinton.training_seconds(grid, teacher)
+    assert seconds["total"] == pytest.approx(seconds["teacher"] + seconds["students"])
+    assert seconds["students"] == pytest.approx(sum(r.seconds for r in grid))
+    fig = hinton.curves_figure(grid, teacher, data)
+    names = [t.name for t in fig.data]
+    assert names[0].startswith("teacher") and sum("mean of 2" in n for n in names) == 2
+    assert len(fig.data) == 1 + 2 * (2 + 1)  # teacher, and per student: two seeds + the mean
+    first = grid.select(baseline=True)[0]
+    seed_trace = next(t for t in fig.data if t.name == "student, labels only, seed 0")
+    assert seed_trace.y[-1] == pytest.approx((1 - first.history[-1]["test_acc"]) * len(data.test))
+
+
+# -- 2. small students ----------------------------------------------------------------------
+
+
+def test_small_student_sweep(data, teacher, base):
+    result = hinton.small_student_sweep(data, teacher, [2.5, 8], [0], base, progress=False)
+    assert result.students == ["300-300", "30-30"] and result.temperatures == [2.5, 8]
+    assert len(result) == 2 * 3
+    remark = sweeps.check_temperature_remark(result, hinton.ALPHA, small="30-30", large="300-300")
+    assert remark.small_prefers_range is None and "one seed" in str(remark)
+
+
+# -- 3. logit matching against soft targets -----------------------------------------------
+
+
+def test_gradients_match_autograd():
+    gen = torch.Generator().manual_seed(0)
+    z, v = torch.randn(5, 7, generator=gen, dtype=torch.float64) * 3, torch.randn(5, 7, generator=gen, dtype=torch.float64) * 5
+    for t in (0.5, 1.0, 20.0):
+        zz = z.clone().requires_grad_(True)
+        losses.soft_target_loss(zz, v, t).backward()
+        assert torch.allclose(hinton.soft_target_gradient(z, v, t), zz.grad * len(z))
+    zz = z.clone().requires_grad_(True)
+    losses.logit_matching_loss(zz, v).backward()
+    assert torch.allclose(hinton.logit_matching_gradient(z, v), zz.grad * len(z))
+
+
+def test_high_temperature_limit():
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(64, 10, generator=gen) * 2
+    v = torch.randn(64, 10, generator=gen) * 4 + 3.0  # the teacher's logits have a non-zero mean
+    temps = [1, 10, 100, 10_000]
+    centred = hinton.gradient_agreement(z, v, temps, centre=True)
+    raw = hinton.gradient_agreement(z, v, temps)
+    assert centred["cosine"][-1] == pytest.approx(1.0, abs=1e-6)
+    assert centred["norm_ratio"][-1] == pytest.approx(1.0, abs=1e-4)
+    assert centred["cosine"][0] < centred["cosine"][-1]
+    assert raw["cosine"][-1] < 0.99, "without zero-meaning, the means keep the two gradients apart"
+    # the limit of the soft-target gradient is the *zero-meaned* difference (z - v) / C
+    d = (z - v).double()
+    limit = torch.nn.functional.cosine_similarity((d - d.mean(1, keepdim=True)).flatten(), d.flatten(), dim=0)
+    assert raw["cosine"][-1] == pytest.approx(float(limit), abs=1e-5)
+    # the soft-target gradient ignores a shift of every logit of an example
+    shifted = z + torch.arange(64.0)[:, None]
+    assert torch.allclose(hinton.soft_target_gradient(shifted, v, 3.0), hinton.soft_target_gradient(z, v, 3.0), atol=1e-6)
+
+
+def test_logit_correlation():
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(50, 10, generator=gen)
+    assert hinton.logit_correlation(a, a) == pytest.approx(1.0)
+    assert hinton.logit_correlation(a, 3 * a + torch.randn(50, 1, generator=gen)) == pytest.approx(1.0)
+    assert abs(hinton.logit_correlation(a, torch.randn(50, 10, generator=gen))) < 0.2
+    with pytest.raises(ValueError, match="same shape"):
+        hinton.logit_correlation(a, a[:3])
+
+
+def test_matching_study(data, teacher, base):
+    result = hinton.matching_study(data, teacher, [20, 1], [0], base, progress=False)
+    assert result.temperatures == [1.0, 20.0] and result.seeds == [0] and result.student == "300-300"
+    assert set(result.models) == {(hinton.LOGIT_MATCHING, None, 0), (hinton.SOFT_TARGETS, 1.0, 0),
+                                  (hinton.SOFT_TARGETS, 20.0, 0)}
+    first = [p for p in result.models.values()]
+    assert len({m.key for m in first}) == 3
+    assert len(result.rows) == 2
+    for r in result.rows:
+        assert 0 <= r["agreement"] <= 1 and -1 <= r["logit_correlation"] <= 1 and 0 <= r["teacher_agreement"] <= 1
+        assert 0 <= r["test_errors"] <= len(data.test)
+    assert result.training_seconds > 0 and result.n_test == len(data.test)
+    means = result.mean_by_temperature("agreement")
+    assert list(means) == ["1", "20"] and means["20"] == result.rows[1]["agreement"]
+    with pytest.raises(KeyError, match="agreement"):
+        result.mean_by_temperature("nope")
+    summary = result.summary()
+    assert len(summary) == 3 and summary[-1]["T"] == "—"
+    again = hinton.matching_study(data, teacher, [1], [0], base, progress=False)
+    assert again.trained_now == 0, "the second call loads every student from the cache"
+    lines = hinton.matching_findings(result)
+    assert len(lines) == 3 and "T = 20" in lines[1]
+    z, v = hinton.fixed_logits(teacher, "mlp", data, n=32, hidden=(300, 300))
+    assert z.shape == v.shape == (32, 10)
+    temps = [1, 10, 100]
+    fig = hinton.matching_figure(result, {"as they are": hinton.gradient_agreement(z, v, temps)["cosine"],
+                                          "zero-meaned": hinton.gradient_agreement(z, v, temps, centre=True)["cosine"]}, temps)
+    assert len(fig.layout.annotations) == 3 and len(fig.data) == 6
+    assert hinton.matching_figure(result).layout.annotations.__len__() == 2
+
+
+def test_matching_findings_judge_against_the_seed_spread():
+    def result(corr_lo, corr_hi):
+        rows = [{"temperature": t, "seed": s, "test_errors": 100, "lm_test_errors": 90, "agreement": 0.9,
+                 "logit_correlation": (corr_lo if t == 1 else corr_hi)[s], "teacher_agreement": 0.9}
+                for t in (1.0, 100.0) for s in (0, 1)]
+        return hinton.MatchingResult("s", {}, rows, [1.0, 100.0], [0, 1], 1000)
+
+    clear = hinton.matching_findings(result([0.70, 0.72], [0.99, 0.995]))[-1]
+    assert "rises" in clear and "§2.1 predicts" in clear
+    noisy = hinton.matching_findings(result([0.5, 0.99], [0.9, 0.6]))[-1]
+    assert "does not show" in noisy
+    assert "2 seeds" in noisy
+
+
+def test_compare_with_paper_records_rows(grid, teacher, data, base):
+    from labkd import results
+
+    target = hinton.check_target(grid, teacher, data)
+    sweep = hinton.small_student_sweep(data, teacher, [2.5, 8], [0], base, progress=False)
+    remark = sweeps.check_temperature_remark(sweep, hinton.ALPHA, small="30-30", large="300-300")
+    rows = hinton.compare_with_paper(grid, teacher, data, target, sweep, remark)
+    assert [r["paper"] for r in rows[:3]] == [67, 146, 74] and rows[3]["paper"] == "0.91"
+    assert rows[0]["labkd"] == f"{target.teacher_errors} of {len(data.test):,}"
+    assert rows[1]["seeds"] == [0, 1] and rows[1]["seconds"] > 0
+    assert len(rows) == 4 + 2 + 2 and rows[-1]["labkd"] == "untested (one seed)"
+    recorded = {r["what"] for r in results.recorded()[results.COMPARISONS]}
+    assert {r["what"] for r in rows} <= recorded
+
+
+def test_missed_gap_target_is_explained(grid, teacher, data):
+    check = hinton.check_target(grid, teacher, data, max_teacher_errors=10_000, min_fraction=50.0)
+    assert check.teacher_ok and not check.fraction_ok and not check.reached
+    text = str(check)
+    assert "Target not reached" in text and "NOT reached" in text
+    if not math.isnan(check.fraction):
+        assert "more errors than the teacher" in text and "epoch" in text
+    else:
+        assert "no gap to close" in text
