@@ -45,6 +45,7 @@ from labkd import losses, metrics, plots, sweeps
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.losses import check_pair, check_temperature
+from labkd.progress import progress_bar
 from labkd.train import TrainConfig
 
 #: The paper's numbers (§3, test errors out of 10,000), shared with lesson 02.
@@ -111,23 +112,6 @@ def _check_temperatures(temperatures: object) -> list[float]:
     if not values:
         raise ValueError("temperatures is empty; give at least one, e.g. [1, 4, 20]")
     return sorted(set(values))
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_description(self, text: str) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, progress: bool | None):
-    """A tqdm bar over training runs (none when ``LABKD_PROGRESS=0`` or ``progress=False``)."""
-    from labkd.train import show_progress
-
-    if not (show_progress() if progress is None else progress):
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="run", desc="students")
 
 
 def _check_config(config: object) -> TrainConfig:
@@ -512,7 +496,7 @@ def matching_study(data: Data, teacher: Trained, temperatures: Sequence[float], 
     spec = dict(spec)
     arch = spec.pop("arch")
     teacher_test = metrics.predict_logits(teacher.model, data.test.x)
-    runs = _progress(len(seed_list) * (len(temps) + 1), progress)
+    runs = progress_bar(len(seed_list) * (len(temps) + 1), "students", progress=progress, leave=True)
     models: dict[tuple[str, float | None, int], Trained] = {}
     rows: list[dict] = []
     try:
