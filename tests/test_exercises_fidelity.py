@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from exercise_hints import hint_test
+
 from labkd import metrics, online
-from labkd.exercises import get, run_checker
+from labkd.exercises import run_checker
 from labkd.exercises import fidelity as ex_fidelity
 from labkd.exercises import online as ex_online
 
@@ -28,15 +30,7 @@ EXPECTED_HINTS = {
 }
 
 
-@pytest.mark.parametrize("name, wrong", [(n, w) for n, hints in EXPECTED_HINTS.items() for w in hints])
-def test_each_wrong_answer_gets_its_own_hint(name, wrong):
-    answers = {f.__name__: f for f in get(name).wrong_answers}
-    assert set(answers) == set(EXPECTED_HINTS[name]), "every registered mistake has an expected hint"
-    result = run_checker(name, answers[wrong])
-    assert not result.passed
-    assert EXPECTED_HINTS[name][wrong] in result.message, result.message
-    others = [h for w, h in EXPECTED_HINTS[name].items() if w != wrong]
-    assert not any(h in result.message for h in others), f"the hint for {wrong} is not specific: {result.message}"
+test_each_wrong_answer_gets_its_own_hint = hint_test(EXPECTED_HINTS)
 
 
 def test_references_match_the_library():

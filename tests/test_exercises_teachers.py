@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkd import metrics, solutions
-from labkd.exercises import check, get, run_checker
+from exercise_hints import hint_test
+
+from labkd import metrics
+from labkd.exercises import check, run_checker
 from labkd.exercises import teachers as ex
 from labkd.models import build_model, num_parameters
 
@@ -27,15 +29,7 @@ EXPECTED_HINTS = {
 }
 
 
-@pytest.mark.parametrize("name, wrong", [(n, w) for n, hints in EXPECTED_HINTS.items() for w in hints])
-def test_each_wrong_answer_gets_its_own_hint(name, wrong):
-    answers = {f.__name__: f for f in get(name).wrong_answers}
-    assert set(answers) == set(EXPECTED_HINTS[name]), "every registered mistake has an expected hint"
-    result = run_checker(name, answers[wrong])
-    assert not result.passed
-    assert EXPECTED_HINTS[name][wrong] in result.message, result.message
-    others = [h for w, h in EXPECTED_HINTS[name].items() if w != wrong]
-    assert not any(h in result.message for h in others), f"the hint for {wrong} is not specific: {result.message}"
+test_each_wrong_answer_gets_its_own_hint = hint_test(EXPECTED_HINTS)
 
 
 def test_wrong_return_types_are_explained():

@@ -3,10 +3,10 @@ its own hint, and never crashes on an unfilled or broken function."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from labkd import solutions
+from exercise_hints import hint_test
+
 from labkd import transfer_sets as tr
 from labkd.exercises import check, get, run_checker
 from labkd.exercises import transfer_sets as ex
@@ -21,21 +21,7 @@ EXPECTED_HINTS = {
 }
 
 
-def test_reference_solution_passes():
-    result = run_checker(NAME, get(NAME).solution)
-    assert result.passed, result.message
-    assert solutions.choose_bias_shift is get(NAME).solution
-
-
-@pytest.mark.parametrize("wrong", sorted(EXPECTED_HINTS))
-def test_each_wrong_answer_gets_its_own_hint(wrong):
-    answers = {f.__name__: f for f in get(NAME).wrong_answers}
-    assert set(answers) == set(EXPECTED_HINTS), "every registered mistake has an expected hint"
-    result = run_checker(NAME, answers[wrong])
-    assert not result.passed
-    assert EXPECTED_HINTS[wrong] in result.message, result.message
-    others = [h for w, h in EXPECTED_HINTS.items() if w != wrong]
-    assert not any(h in result.message for h in others), f"the hint for {wrong} is not specific: {result.message}"
+test_each_wrong_answer_gets_its_own_hint = hint_test({NAME: EXPECTED_HINTS})
 
 
 def test_unfilled_crashing_and_odd_returns_fail_gracefully():
