@@ -77,6 +77,9 @@ def test_notebook_runs_in_fast_mode(path: Path | None, mode: str, tmp_path: Path
     assert path is not None, f"no notebooks in {NOTEBOOKS_DIR}"
     results_file = tmp_path / f"{path.stem}.results.json"
     monkeypatch.setenv("LABKD_RESULTS_FILE", str(results_file))
+    # One torch thread per kernel: fast mode's models are tiny, and two threads sharing a core
+    # with anything else spin-wait (lesson 12 took 8 CPU minutes instead of one next to a job).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     executed = tmp_path / path.name
     papermill.execute_notebook(
         str(path), str(executed), parameters={"fast": True, "solutions": mode == "solutions"},
