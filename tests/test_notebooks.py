@@ -108,3 +108,11 @@ def test_papermill_reads_every_parameter(path: Path | None) -> None:
     cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
     assigned = [n.targets[0].id for n in ast.parse(cell.source).body if isinstance(n, ast.Assign)]
     assert list(papermill.inspect_notebook(str(path))) == assigned
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_ends_with_finish_and_no_stray_value(path: Path | None) -> None:
+    """The last code cell is ``notebook.finish();`` — with the semicolon, so the lesson does not end
+    by printing a bare number under the "This notebook ran in ..." line."""
+    code = [c.source.strip() for c in _notebook(path).cells if c.cell_type == "code"]
+    assert code[-1] == "notebook.finish();", code[-1]
