@@ -151,12 +151,18 @@ def rkd_distance_loss(student_embeddings: Tensor, teacher_embeddings: Tensor) ->
     scale, translation and rotation.
     Args: student_embeddings (N, D_s), teacher_embeddings (N, D_t), N >= 2. Returns a scalar.
     """
+    return _relation_loss(normalized_distances, student_embeddings, teacher_embeddings)
+
+
+def _relation_loss(potential, student_embeddings: Tensor, teacher_embeddings: Tensor) -> Tensor:
+    """Huber loss between a relational ``potential`` of the student's and of the (detached)
+    teacher's embeddings, after checking both are (N, D) with the same N >= 2."""
     check_features(student_embeddings, "student_embeddings", 2, min_batch=2)
     check_features(teacher_embeddings, "teacher_embeddings", 2, min_batch=2)
     _check_batch(student_embeddings, teacher_embeddings, ("student_embeddings", "teacher_embeddings"))
     with torch.no_grad():
-        target = normalized_distances(teacher_embeddings.detach())
-    return F.smooth_l1_loss(normalized_distances(student_embeddings), target)
+        target = potential(teacher_embeddings.detach())
+    return F.smooth_l1_loss(potential(student_embeddings), target)
 
 
 def triplet_angles(embeddings: Tensor) -> Tensor:
@@ -175,12 +181,7 @@ def rkd_angle_loss(student_embeddings: Tensor, teacher_embeddings: Tensor) -> Te
     Args: student_embeddings (N, D_s), teacher_embeddings (N, D_t), N >= 2. Returns a scalar.
     Memory is O(N²·D): fine for batches of a few hundred small embeddings.
     """
-    check_features(student_embeddings, "student_embeddings", 2, min_batch=2)
-    check_features(teacher_embeddings, "teacher_embeddings", 2, min_batch=2)
-    _check_batch(student_embeddings, teacher_embeddings, ("student_embeddings", "teacher_embeddings"))
-    with torch.no_grad():
-        target = triplet_angles(teacher_embeddings.detach())
-    return F.smooth_l1_loss(triplet_angles(student_embeddings), target)
+    return _relation_loss(triplet_angles, student_embeddings, teacher_embeddings)
 
 
 #: Park et al.'s weights: λ_D = 25 for distances, λ_A = 50 for angles (the ratio is kept in :func:`rkd_loss`).
