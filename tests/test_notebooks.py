@@ -116,3 +116,18 @@ def test_ends_with_finish_and_no_stray_value(path: Path | None) -> None:
     by printing a bare number under the "This notebook ran in ..." line."""
     code = [c.source.strip() for c in _notebook(path).cells if c.cell_type == "code"]
     assert code[-1] == "notebook.finish();", code[-1]
+
+
+LESSONS = [p for p in NOTEBOOKS if p.stem[:2].isdigit() and 1 <= int(p.stem[:2]) <= 12]
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in LESSONS])
+def test_lesson_has_the_course_skeleton(path: Path) -> None:
+    """Lessons 01-12 follow the skeleton of ../shared/STYLE.md: objectives, at least one exercise
+    with its checker and one interactive demo, "What we found", a summary and a paper link."""
+    nb = _notebook(path)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for part in ("Objectives", "Interactive demo", "What we found", "Summary", "arxiv.org"):
+        assert part in text, f"{path.name} has no {part!r}"
+    assert "exercises.check(" in code and "raise NotImplementedError" in code, f"{path.name} has no exercise"
