@@ -24,7 +24,7 @@ from labkd import __version__
 from labkd.paths import cache_dir
 
 SUFFIX = ".pt"
-FORMAT = 2  # 2: rand_like dropout masks and fused optimisers give different (equally valid) numbers
+FORMAT = 3  # 2: rand_like dropout masks and fused optimisers; 3: training always on one thread (labkd.threads)
 KEY_PATTERN = re.compile(r"[0-9a-f]{20}")
 
 

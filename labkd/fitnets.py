@@ -24,13 +24,12 @@ Training has two stages:
 
 Speed: these CNNs are small, and PyTorch's default of one intra-op thread per core made them
 about 10x *slower* on a busy 2-core CPU (OpenMP threads spin, waiting for each other). The
-training and feature functions here therefore run with :data:`TRAIN_THREADS` threads and restore
+training and feature functions here therefore run with :data:`labkd.threads.TRAIN_THREADS` threads and restore
 the previous setting afterwards (set it to None to leave PyTorch's setting alone).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +44,7 @@ from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.models import BlockModel, build_model, check_feature_name, num_parameters, rebuild
 from labkd.plots import mean_std
+from labkd.threads import fixed_threads
 from labkd.train import TrainConfig
 
 #: The teacher: the ``fitnet_teacher`` preset with three layers (32, 64, 128) instead of (64, 128).
@@ -63,25 +63,9 @@ METHODS = ("scratch", "KD", "hints + KD")
 #: One colour per method, shared by every figure and panel of the lesson.
 COLOURS = {"scratch": "#7f7f7f", "KD": "#1f77b4", "hints + KD": "#2ca02c", "teacher": "#d62728"}
 
-#: Intra-op threads while training and computing features (None: PyTorch's own setting). Measured
-#: on a 2-core CPU shared with other work: the student trained at ~1,600 images/s with one thread
-#: and ~140 with two.
-TRAIN_THREADS: int | None = 1
-
-
-@contextlib.contextmanager
-def threads(n: int | None = None) -> Iterator[None]:
-    """Run the block with ``n`` (default :data:`TRAIN_THREADS`) intra-op threads, then restore."""
-    n = TRAIN_THREADS if n is None else n
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def threads(n: int | None = None):
+    """Run the block with ``n`` (default :data:`labkd.threads.TRAIN_THREADS`) intra-op threads."""
+    return fixed_threads(n)
 
 
 #: Numbers reported by Romero et al. (2015), for comparison in the lesson.

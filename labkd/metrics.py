@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkd.losses import check_logits, check_pair, check_targets, check_temperature
+from labkd.threads import fixed_threads
 
 
 @torch.no_grad()
@@ -25,7 +26,8 @@ def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tenso
     if first is None:
         first = next(model.buffers(), None)
     device = first.device if first is not None else torch.device("cpu")
-    out = [model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    with fixed_threads():  # the same logits whatever the caller's thread count
+        out = [model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(out).float() if out else torch.empty(0)
 

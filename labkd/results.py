@@ -20,6 +20,7 @@ from typing import Any
 
 RESULTS_ENV = "LABKD_RESULTS_FILE"
 COMPARISONS = "paper_vs_labkd"
+CLAIMS = "claims"
 _recorded: dict[str, Any] = {}
 
 
@@ -37,6 +38,21 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _atomic_write(path: Path, text: str) -> None:
+    """Write through a temporary file of a unique name, then rename: concurrent writers never
+    collide on the temporary file, and readers see the old or the new file, never half of one."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def record(**values: Any) -> dict[str, Any]:
     """Add ``values`` to this notebook's results (and to the results file, atomically)."""
     _recorded.update({k: _jsonable(v) for k, v in values.items()})
@@ -49,9 +65,7 @@ def record(**values: Any) -> dict[str, Any]:
         except ValueError:
             existing = {}
         existing.update(_recorded)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(existing, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        _atomic_write(path, json.dumps(existing, indent=2, sort_keys=True))
     return dict(_recorded)
 
 
@@ -69,6 +83,22 @@ def compare(what: str, labkd: Any, paper: Any, seeds: Any = None, seconds: float
     row = {"what": what, "labkd": labkd, "paper": paper, "seeds": seeds, "seconds": seconds}
     rows = [r for r in _recorded.get(COMPARISONS, []) if r.get("what") != what] + [_jsonable(row)]
     record(**{COMPARISONS: rows})
+    return row
+
+
+def record_claim(claim: Any, seconds: float | None = None) -> dict[str, Any]:
+    """Record one judged claim (:func:`labkd.stats.claim`): ``labkd run`` collects every claim
+    into ``reports/results.json`` and the "shown?" column of ``reports/results.md``. A claim with
+    the same text replaces the earlier one."""
+    from labkd.stats import Claim
+
+    if not isinstance(claim, Claim):
+        raise TypeError(f"claim must be a labkd.stats.Claim (from labkd.stats.claim), got {type(claim).__name__}")
+    if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"seconds must be a finite number >= 0 or None, got {seconds!r}")
+    row = {**claim.to_json(), "seconds": seconds}
+    rows = [r for r in _recorded.get(CLAIMS, []) if r.get("claim") != claim.claim] + [_jsonable(row)]
+    record(**{CLAIMS: rows})
     return row
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import nbformat
 
 from labkd.paths import notebooks_dir
-from labkd.results import COMPARISONS
+from labkd.results import CLAIMS, COMPARISONS
 
 #: The environment variable a notebook reads to know where to write its key results.
 RESULTS_ENV = "LABKD_RESULTS_FILE"
@@ -380,7 +380,11 @@ def write_index(results: Sequence[RunResult], output_dir: Path) -> Path:
         "notebooks": [r.to_json() for r in results],
     }
     atomic_write_text(output_dir / "index.json", json.dumps(summary, indent=2, default=str) + "\n")
-    atomic_write_text(output_dir / "results.md", comparison_markdown(results))
+    claims = ("\n" + claims_markdown(results)) if collect_claims(results) else ""
+    atomic_write_text(output_dir / "results.md", comparison_markdown(results) + claims)
+    atomic_write_text(output_dir / "results.json", json.dumps(
+        {"claims": collect_claims(results), "notebooks": {r.name: r.results for r in results if r.results}},
+        indent=2, default=str) + "\n")
     page = output_dir / "index.html"
     atomic_write_text(page, render_index(results, output_dir))
     return page
@@ -401,6 +405,36 @@ def comparison_markdown(results: Sequence[RunResult]) -> str:
             lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if len(lines) == 2:
         lines.append("| (no notebook recorded a comparison) | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def collect_claims(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """Every claim the notebooks recorded (:func:`labkd.results.record_claim`), each with its
+    notebook's name and mode: ``{"notebook", "claim", "delta", "se", "seeds", "shown", ...}``."""
+    out = []
+    for result in results:
+        for row in (result.results or {}).get(CLAIMS, []) or []:
+            if isinstance(row, Mapping):
+                out.append({"notebook": result.name, "mode": result.mode, **row})
+    return out
+
+
+def claims_markdown(results: Sequence[RunResult]) -> str:
+    """The claims as a markdown table with a "shown?" column (the README's Results section):
+    shown = the paper's sign and |Δ| > 2 SE on at least 5 fresh paired seeds (:mod:`labkd.stats`)."""
+    lines = ["| notebook | claim | Δ ± SE | seeds | shown? | time |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in collect_claims(results):
+        scale = row.get("scale") or 100.0
+        unit = row.get("unit") or ""
+        delta, se = row.get("delta"), row.get("se")
+        diff = "—" if delta is None else f"{delta * scale:+.2f}" + ("" if se is None else f" ± {se * scale:.2f}") + f" {unit}"
+        seeds = ", ".join(str(s) for s in row.get("seeds") or [])
+        seconds = row.get("seconds")
+        time_text = "" if seconds is None else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        cells = [row["notebook"], row.get("claim", ""), diff.strip(), seeds, "yes" if row.get("shown") else "no", time_text]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    if len(lines) == 2:
+        lines.append("| (no notebook recorded a claim) | | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -440,6 +474,7 @@ table.results td, table.results th {{ border: none; padding: 0 .6rem 0 0; backgr
 </tbody>
 </table>
 {_comparison_html(results)}
+{_claims_html(results)}
 </body>
 </html>
 """
@@ -457,6 +492,19 @@ def _comparison_html(results: Sequence[RunResult]) -> str:
         for name, row in rows)
     return ("<h2>Paper versus labkd</h2>\n<table class=\"runs\"><thead><tr><th>notebook</th><th>what we measured</th>"
             f"<th>labkd</th><th>paper</th><th>seeds</th><th>time (s)</th></tr></thead><tbody>{body}</tbody></table>")
+
+
+def _claims_html(results: Sequence[RunResult]) -> str:
+    claims = collect_claims(results)
+    if not claims:
+        return ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            row["notebook"], row.get("claim", ""), row.get("verdict", ""), "yes" if row.get("shown") else "no")) + "</tr>"
+        for row in claims)
+    return ("<h2>Claims (shown = the paper's sign and |&Delta;| &gt; 2 SE on &ge; 5 fresh paired seeds)</h2>\n"
+            "<table class=\"runs\"><thead><tr><th>notebook</th><th>claim</th><th>measured</th><th>shown?</th></tr>"
+            f"</thead><tbody>{body}</tbody></table>")
 
 
 def _index_row(result: RunResult, output_dir: Path) -> str:
@@ -484,7 +532,7 @@ def _results_html(result: RunResult) -> str:
         return "&ndash;"
     rows = "".join(
         f"<tr><th>{html.escape(key)}</th><td>{html.escape(_format_value(value))}</td></tr>"
-        for key, value in flatten_results(result.results).items() if key != COMPARISONS
+        for key, value in flatten_results(result.results).items() if key not in (COMPARISONS, CLAIMS)
     )
     return f'<table class="results">{rows}</table>'
 

@@ -27,6 +27,7 @@ from labkd.data import Data, batches
 from labkd.metrics import predict_logits
 from labkd.models import check_feature_name
 from labkd.progress import progress_bar, show_progress
+from labkd.threads import fixed_threads
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
@@ -165,8 +166,14 @@ def fit(
             ``loss="feature_kd"`` needs the teacher model (its ``hint_layer`` output, every batch);
             its history rows also hold ``feature_loss``, the unweighted feature term.
         on_epoch: called with each epoch's history row (for live plots).
-    Returns a :class:`FitResult`; the same seed gives the same numbers on the CPU.
+    Returns a :class:`FitResult`; the same seed gives the same numbers on the CPU, whatever the
+    caller's thread count (training runs with :data:`labkd.threads.TRAIN_THREADS` threads).
     """
+    with fixed_threads():
+        return _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch)
+
+
+def _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch) -> FitResult:
     needs_teacher = OBJECTIVES[config.loss]["teacher"]
     if needs_teacher and teacher is None and teacher_logits is None:
         raise ValueError(f"loss={config.loss!r} needs a teacher (or teacher_logits)")

@@ -355,3 +355,20 @@ def test_teacher_logits_of_the_wrong_shape(digits, shape):
     with pytest.raises(ValueError, match=r"teacher_logits must have shape \(1197, 10\) \(one row per training image\)"):
         fit(model, digits, quick(loss="distillation"), teacher_logits=torch.zeros(shape))
     assert same_state(before, state(model))  # failed before any work
+
+
+def test_same_seed_same_weights_whatever_the_callers_thread_count(digits):
+    """One seed names one model: with 1 or 2 caller threads, fit trains bit-identical weights
+    (wide layers, where two threads do split the matrix products: unfixed, they differ)."""
+    def weights(n_threads: int) -> torch.Tensor:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+        try:
+            model = build_model("mlp", digits.input_shape, digits.num_classes, seed=0, hidden=(1024, 1024))
+            fit(model, digits, TrainConfig(epochs=1, batch_size=256, seed=0), progress=False)
+            assert torch.get_num_threads() == n_threads, "fit must restore the caller's thread count"
+        finally:
+            torch.set_num_threads(before)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(weights(1), weights(2))
