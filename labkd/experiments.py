@@ -36,6 +36,11 @@ class Trained:
     regressor: nn.Module | None = None
 
     def final(self, metric: str = "test_acc") -> float:
+        """The last epoch's ``metric`` (``"test_acc"``, ``"val_acc"``, ``"loss"``, ...)."""
+        if not self.history:
+            raise ValueError("this model has no history (it was not trained)")
+        if metric not in self.history[-1]:
+            raise KeyError(f"metric={metric!r} is not in the history; it has {sorted(self.history[-1])}")
         return self.history[-1][metric]
 
     def checkpoint_model(self, epoch: int) -> BlockModel:
@@ -105,6 +110,7 @@ def train_model(
     key = cache.make_key({
         "model": model.spec,
         "data": data.spec,
+        "data_contents": data.fingerprint(),
         "train": config_key(config),
         "teacher": None if teacher is None else model_identity(teacher),
         "teacher_logits": None if teacher_logits is None else cache.tensor_fingerprint(teacher_logits),
@@ -126,20 +132,38 @@ def train_model(
         return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True,
                        list(entry.get("checkpoints", [])), regressor)
 
+    if use_cache:  # fail now, not after an hour of training, if the result cannot be stored
+        cache.check_writable(key)
     result = fit(model, data, config, teacher=teacher_model, teacher_logits=teacher_logits,
                  regressor=regressor, progress=progress)
     model.cache_key = key
     trained = Trained(model, result.history, key, result.seconds, False, result.checkpoints, result.regressor)
     if use_cache:
-        cache.save(key, {
+        store(key, {
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "history": result.history,
             "seconds": result.seconds,
             "checkpoints": result.checkpoints,
             "regressor": None if regressor is None else {k: v.cpu() for k, v in regressor.state_dict().items()},
-        })
-        cache.write_description(key, label or f"{arch} {config.loss} seed={config.seed} on {data.name}")
+        }, label or f"{arch} {config.loss} seed={config.seed} on {data.name}")
     return trained
+
+
+def store(key: str, entry: dict, description: str) -> bool:
+    """Save a trained model's ``entry`` and its description in the cache; if that fails (disk
+    full, the folder became read-only), warn with a :class:`labkd.cache.CacheWarning` and go on:
+    the caller still has the trained model. Returns whether it was stored."""
+    try:
+        cache.save(key, entry)
+        cache.write_description(key, description)
+    except (OSError, ValueError) as error:
+        import warnings
+
+        warnings.warn(f"the trained model ({description}) could not be saved in the model cache "
+                      f"(LABKD_CACHE): {type(error).__name__}: {error}; it is returned but not cached",
+                      cache.CacheWarning, stacklevel=3)
+        return False
+    return True
 
 
 def _hint_regressor(model: BlockModel, teacher: nn.Module | None, config: TrainConfig) -> nn.Module | None:
