@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from labkd.losses import NonFiniteInputError
+
 # --------------------------------------------------------------------------------------------
 # Input checks
 
@@ -48,7 +50,7 @@ def check_features(features: Tensor, argument: str, ndim: int | tuple[int, ...],
         why = " (a relation needs at least two examples)" if min_batch == 2 else ""
         raise ValueError(f"{argument} must hold at least {min_batch} examples{why}, got a batch of {features.shape[0]}")
     if not bool(torch.isfinite(features).all()):
-        raise ValueError(f"{argument} contains NaN or inf")
+        raise NonFiniteInputError(f"{argument} contains NaN or inf", argument)
     return features
 
 
@@ -165,11 +167,25 @@ def _relation_loss(potential, student_embeddings: Tensor, teacher_embeddings: Te
     return F.smooth_l1_loss(potential(student_embeddings), target)
 
 
+#: Largest batch :func:`rkd_angle_loss` accepts: it compares all N³ triplets (N = 256: 16.8M
+#: angles, about 70 MB per (N, N, N) tensor; N = 1024 would take gigabytes).
+RKD_ANGLE_MAX_BATCH = 256
+
+
+def check_angle_batch(n: int, argument: str = "batch_size") -> None:
+    """Raise ``ValueError`` naming ``argument`` if ``n`` examples are too many for the angle loss."""
+    if n > RKD_ANGLE_MAX_BATCH:
+        raise ValueError(f"{argument}={n} is too large for the RKD angle loss, which builds (N, N, N) tensors "
+                         f"(N³ = {n ** 3:.3g} angles); use at most {RKD_ANGLE_MAX_BATCH} examples per batch")
+
+
 def triplet_angles(embeddings: Tensor) -> Tensor:
     r"""RKD's angle potential: :math:`\cos\angle t_i t_j t_k = \langle e^{ij}, e^{kj} \rangle` with
     :math:`e^{ij} = (t_i - t_j)/\|t_i - t_j\|_2`, for every triplet. (N, D) -> (N, N, N),
-    entry [j, i, k] (j is the vertex). Invariant to scaling, translating and rotating the embeddings."""
+    entry [j, i, k] (j is the vertex). Invariant to scaling, translating and rotating the embeddings.
+    At most :data:`RKD_ANGLE_MAX_BATCH` examples (memory grows as N³)."""
     check_features(embeddings, "embeddings", 2, min_batch=2)
+    check_angle_batch(len(embeddings), "the number of embeddings")
     e = F.normalize(embeddings.unsqueeze(0) - embeddings.unsqueeze(1), dim=2)  # e[j, i] = unit(t_i - t_j)
     return torch.bmm(e, e.transpose(1, 2))
 
@@ -179,7 +195,7 @@ def rkd_angle_loss(student_embeddings: Tensor, teacher_embeddings: Tensor) -> Te
     :math:`\frac{1}{N^3}\sum_{i,j,k} \ell_\delta(\psi_A(t_i,t_j,t_k), \psi_A(s_i,s_j,s_k))`
     (:func:`triplet_angles`; mean over all N³ entries, as in the authors' code).
     Args: student_embeddings (N, D_s), teacher_embeddings (N, D_t), N >= 2. Returns a scalar.
-    Memory is O(N²·D): fine for batches of a few hundred small embeddings.
+    Memory is O(N³ + N²·D): batches of at most :data:`RKD_ANGLE_MAX_BATCH` examples are accepted.
     """
     return _relation_loss(triplet_angles, student_embeddings, teacher_embeddings)
 
@@ -223,6 +239,17 @@ class FeatureLoss:
             student_features = embed(student_features, "student_features")
             teacher_features = embed(teacher_features, "teacher_features")
         return self.fn(student_features, teacher_features)
+
+    def check_batches(self, batch_size: int, n_train: int) -> None:
+        """Raise ``ValueError`` before training if batches of ``batch_size`` from ``n_train``
+        images cannot be compared: a relation needs at least two examples in every batch (the
+        last one included), and the angle loss at most :data:`RKD_ANGLE_MAX_BATCH`."""
+        if self.family == "relation" and (n_train < 2 or n_train % batch_size == 1):
+            raise ValueError(f"feature_loss={self.name!r} compares examples within a batch, but batch_size="
+                             f"{batch_size} on {n_train} training images leaves a batch of one image; "
+                             f"change batch_size or the number of training images")
+        if self.fn in (rkd_angle_loss, rkd_loss):
+            check_angle_batch(min(batch_size, n_train))
 
     def check_shapes(self, student_shape: Sequence[int], teacher_shape: Sequence[int],
                      names: tuple[str, str] = ("guided_layer", "hint_layer")) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,12 +26,32 @@ from torch import Tensor, nn
 # --------------------------------------------------------------------------------------------
 # Input checks
 
+#: Temperatures every loss, sweep and widget accepts: beyond them float32 softmaxes under- or
+#: overflow (T = 1e-40 gives NaN on the first step; T = 1e300 makes every soft target uniform).
+TEMPERATURE_RANGE = (1e-2, 1e3)
+#: Largest logit magnitude a loss accepts: a trained network's logits are a few tens; larger ones
+#: mean the network diverged (and at 3e38 the softmax itself overflows to NaN).
+LOGIT_LIMIT = 1e6
+
+
+class NonFiniteInputError(ValueError):
+    """A loss got NaN, inf or out-of-range values in ``argument`` (in training: divergence)."""
+
+    def __init__(self, message: str, argument: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+
 
 def check_temperature(temperature: float, argument: str = "temperature") -> float:
+    """A temperature in :data:`TEMPERATURE_RANGE` (0.01 to 1000), as a float."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"{argument} must be a positive number, got {type(temperature).__name__}")
+    low, high = TEMPERATURE_RANGE
     if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"{argument} must be a finite number > 0, got {temperature!r}")
+        raise ValueError(f"{argument} must be a finite number > 0 (between {low:g} and {high:g}), got {temperature!r}")
+    if not low <= temperature <= high:
+        raise ValueError(f"{argument}={temperature!r} is outside the usable range {low:g} to {high:g} "
+                         f"(float32 soft targets under- or overflow beyond it)")
     return float(temperature)
 
 
@@ -50,13 +71,29 @@ def check_logits(logits: Tensor, argument: str) -> Tensor:
     if not logits.is_floating_point():
         raise TypeError(f"{argument} must be a floating-point tensor, got {logits.dtype}")
     if not bool(torch.isfinite(logits).all()):
-        raise ValueError(f"{argument} contains NaN or inf")
+        raise NonFiniteInputError(f"{argument} contains NaN or inf", argument)
     return logits
 
 
-def check_pair(student: Tensor, teacher: Tensor, names: tuple[str, str] = ("student_logits", "teacher_logits")) -> None:
-    check_logits(student, names[0])
-    check_logits(teacher, names[1])
+def check_batch(logits: Tensor, argument: str) -> Tensor:
+    """What every loss asks of its logits on top of :func:`check_logits`: a non-empty batch and
+    magnitudes up to :data:`LOGIT_LIMIT`."""
+    check_logits(logits, argument)
+    if logits.shape[0] == 0:
+        raise ValueError(f"{argument} is an empty batch (0 examples); a loss needs at least one")
+    largest = float(logits.detach().abs().max())
+    if largest > LOGIT_LIMIT:
+        raise NonFiniteInputError(f"{argument} has values up to {largest:.3g}, beyond ±{LOGIT_LIMIT:g}: "
+                                  f"the network producing them diverged", argument)
+    return logits
+
+
+def check_pair(student: Tensor, teacher: Tensor, names: tuple[str, str] = ("student_logits", "teacher_logits"),
+               batch: bool = False) -> None:
+    """Both (N, C) logits of the same shape; ``batch=True`` (the losses) also :func:`check_batch`."""
+    check = check_batch if batch else check_logits
+    check(student, names[0])
+    check(teacher, names[1])
     if student.shape != teacher.shape:
         raise ValueError(
             f"{names[0]} {tuple(student.shape)} and {names[1]} {tuple(teacher.shape)} must have the same "
@@ -95,10 +132,12 @@ def soft_target_loss(
     ``scale_by_t2=False`` drops the :math:`T^2` factor (only to show why it is there).
     Args: student_logits (N, C), teacher_logits (N, C), temperature > 0. Returns a scalar.
     """
-    check_pair(student_logits, teacher_logits)
+    check_pair(student_logits, teacher_logits, batch=True)
     t = check_temperature(temperature)
+    if not isinstance(scale_by_t2, (bool, np.bool_)):
+        raise TypeError(f"scale_by_t2 must be True or False, got {scale_by_t2!r}")
     log_p_student = F.log_softmax(student_logits / t, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits / t, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach() / t, dim=-1)  # the teacher is a fixed target
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return kl * t * t if scale_by_t2 else kl
 
@@ -112,7 +151,7 @@ def distillation_loss(
     teacher_logits (N, C), targets (N,), temperature > 0, alpha in [0, 1]. Returns a scalar.
     """
     a = check_alpha(alpha)
-    check_pair(student_logits, teacher_logits)
+    check_pair(student_logits, teacher_logits, batch=True)
     y = check_targets(targets, student_logits)
     soft = soft_target_loss(student_logits, teacher_logits, temperature) if a > 0 else student_logits.new_zeros(())
     hard = F.cross_entropy(student_logits, y) if a < 1 else student_logits.new_zeros(())
@@ -121,7 +160,7 @@ def distillation_loss(
 
 def cross_entropy_loss(student_logits: Tensor, targets: Tensor) -> Tensor:
     """Plain cross-entropy on hard labels. student_logits (N, C), targets (N,)."""
-    check_logits(student_logits, "student_logits")
+    check_batch(student_logits, "student_logits")
     return F.cross_entropy(student_logits, check_targets(targets, student_logits))
 
 
@@ -132,9 +171,9 @@ def logit_matching_loss(student_logits: Tensor, teacher_logits: Tensor) -> Tenso
     The :math:`1/(2C)` makes its gradient, :math:`(z_c - v_c)/C`, exactly the high-temperature
     limit of :func:`soft_target_loss` for zero-mean logits (Hinton et al. §2.1).
     """
-    check_pair(student_logits, teacher_logits)
+    check_pair(student_logits, teacher_logits, batch=True)
     c = student_logits.shape[1]
-    return (student_logits - teacher_logits).pow(2).sum(dim=1).mean() / (2 * c)
+    return (student_logits - teacher_logits.detach()).pow(2).sum(dim=1).mean() / (2 * c)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,15 +254,23 @@ def make_hint_regressor(student_shape: Sequence[int], teacher_shape: Sequence[in
 
 def hint_loss(regressed_student: Tensor, teacher_features: Tensor) -> Tensor:
     r"""FitNets hint loss: mean squared error between the regressed guided layer
-    :math:`r(v_g)` and the teacher's hint :math:`u_h`. Both (N, ...) of the same shape."""
+    :math:`r(v_g)` and the teacher's hint :math:`u_h`. Both (N, ...) of the same shape, floating
+    point, finite, N >= 1; the teacher's features are a fixed target (detached)."""
     for tensor, name in ((regressed_student, "regressed_student"), (teacher_features, "teacher_features")):
         if not isinstance(tensor, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+        if not tensor.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
+        if tensor.ndim < 2 or tensor.shape[0] == 0:
+            raise ValueError(f"{name} must have shape (N, ...) with N >= 1 examples, got {tuple(tensor.shape)}")
     if regressed_student.shape != teacher_features.shape:
         raise ValueError(f"regressed_student {tuple(regressed_student.shape)} and teacher_features "
                          f"{tuple(teacher_features.shape)} must have the same shape; build the regressor "
                          f"with make_hint_regressor(student_shape, teacher_shape)")
-    return F.mse_loss(regressed_student, teacher_features)
+    for tensor, name in ((regressed_student, "regressed_student"), (teacher_features, "teacher_features")):
+        if not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteInputError(f"{name} contains NaN or inf", name)
+    return F.mse_loss(regressed_student, teacher_features.detach())
 
 
 #: Losses by name, for configuration and widget drop-downs.
