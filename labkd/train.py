@@ -31,6 +31,8 @@ from labkd.threads import fixed_threads
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
+#: Largest learning rate per optimiser: beyond it training only diverges (NaN) or thrashes.
+LR_LIMITS = {"sgd": 10.0, "adam": 1.0}
 #: Objectives ``fit`` understands: which losses need a teacher, which need labels.
 OBJECTIVES = {
     "cross_entropy": {"teacher": False},
@@ -85,12 +87,26 @@ class TrainConfig:
             raise ValueError(f"schedule={self.schedule!r} is unknown; expected one of {SCHEDULES}")
         if self.loss not in OBJECTIVES:
             raise ValueError(f"loss={self.loss!r} is unknown; expected one of {tuple(OBJECTIVES)}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+        if self.optimizer in LR_LIMITS and self.lr > LR_LIMITS[self.optimizer]:
+            raise ValueError(f"lr={self.lr!r} is beyond {LR_LIMITS[self.optimizer]:g}, where optimizer={self.optimizer!r} "
+                             f"only diverges (the course uses SGD at 0.01 to 0.1, Adam at about 1e-3)")
+        if isinstance(self.weight_decay, bool) or not (isinstance(self.weight_decay, (int, float))
+                                                       and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0 and finite, got {self.weight_decay!r}")
+        if isinstance(self.momentum, bool) or not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        for name in ("scale_by_t2", "checkpoints"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise TypeError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.loss not in ("hint", "feature_kd"):
+            for name in ("hint_layer", "guided_layer"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}={getattr(self, name)!r} is only used with loss='hint' or "
+                                     f"loss='feature_kd', not loss={self.loss!r}")
         if isinstance(self.jitter, bool) or not isinstance(self.jitter, int) or self.jitter < 0:
             raise ValueError(f"jitter must be a non-negative integer (pixels), got {self.jitter!r}")
         losses.check_temperature(self.temperature)
@@ -141,8 +157,93 @@ def default_device() -> torch.device:
     """CUDA when present (set ``LABKD_DEVICE=cpu`` to force the CPU), else the CPU."""
     wanted = os.environ.get("LABKD_DEVICE", "").strip()
     if wanted:
-        return torch.device(wanted)
+        try:
+            device = torch.device(wanted)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"LABKD_DEVICE={wanted!r} is not a device; use 'cpu', 'cuda' or 'cuda:0', "
+                             f"or unset it") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"LABKD_DEVICE={wanted!r} asks for CUDA, which this machine does not have; "
+                             f"use LABKD_DEVICE=cpu or unset it")
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss (or exploding logits): stopped, nothing returned or cached."""
+
+
+class _DivergenceGuard:
+    """Stops :func:`fit` at the first non-finite loss, naming the step and the likely causes."""
+
+    def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
+        self.config, self.steps_per_epoch, self.steps = config, steps_per_epoch, 0
+
+    def wrap(self, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        """``fn`` (an objective or feature loss) with a student-side NaN/inf turned into divergence."""
+        def guarded(*args):
+            try:
+                return fn(*args)
+            except losses.NonFiniteInputError as error:
+                if error.argument.startswith(("student", "regressed")):
+                    raise self.error(str(error)) from None
+                raise
+        return guarded
+
+    def check(self, loss: Tensor) -> None:
+        self.steps += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self.steps -= 1
+            raise self.error(f"the loss is {value}")
+
+    def error(self, what: str) -> TrainingDivergedError:
+        c = self.config
+        epoch, step = self.steps // self.steps_per_epoch + 1, self.steps % self.steps_per_epoch + 1
+        causes = [f"the learning rate lr={c.lr:g} may be too large for optimizer={c.optimizer!r} "
+                  f"(the course trains with SGD at 0.01 to 0.1, Adam at about 1e-3)"]
+        if c.weight_decay > 0:
+            causes.append(f"weight_decay={c.weight_decay:g} (usually 0 to 1e-3)")
+        if c.loss in ("distillation", "soft_target", "feature_kd"):
+            causes.append(f"temperature={c.temperature:g} (usually 1 to 20)")
+        if c.loss == "feature_kd":
+            causes.append(f"feature_weight={c.feature_weight:g}")
+        return TrainingDivergedError(
+            f"training diverged at epoch {epoch}, step {step} of {self.steps_per_epoch}: {what}. "
+            f"Likely cause: {'; or '.join(causes)}. Training stopped; nothing was cached.")
+
+
+def _check_fit_inputs(model: nn.Module, data: Data, config: TrainConfig, teacher: nn.Module | None,
+                      teacher_logits: Tensor | None) -> None:
+    """What :func:`fit` checks before the first step, so a mistake fails in seconds, not an epoch in."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if teacher_logits is not None:
+        if not isinstance(teacher_logits, Tensor):
+            raise TypeError(f"teacher_logits must be a torch.Tensor of shape (N_train, C), "
+                            f"got {type(teacher_logits).__name__}")
+        if teacher_logits.ndim == 2 and teacher_logits.shape[0] > 0:
+            losses.check_logits(teacher_logits, "teacher_logits")
+    shape = tuple(data.input_shape)
+    for what, net in (("model", model), ("teacher", teacher)):
+        spec = getattr(net, "spec", None) or {}
+        built = spec.get("input_shape")
+        if built is not None and tuple(built) != shape:
+            raise ValueError(f"the {what} was built for inputs {tuple(built)} but {data.name} has images "
+                             f"{shape}; build it with input_shape=data.input_shape")
+        if spec.get("num_classes") not in (None, data.num_classes):
+            raise ValueError(f"the {what} was built for {spec['num_classes']} classes but {data.name} has "
+                             f"{data.num_classes}; build it with num_classes=data.num_classes")
+    limit = (min(shape[-2:]) - 1) // 2
+    if config.jitter > limit:
+        raise ValueError(f"jitter={config.jitter} would shift {shape[-2]}x{shape[-1]} images mostly out of view; "
+                         f"use at most {limit} pixels (under half the image)")
+    if len(data.train) == 0:
+        raise ValueError("data.train is empty: nothing to train on")
+    if not bool(torch.isfinite(data.train.x).all()):
+        raise ValueError(f"data.train.x ({data.name}) contains NaN or inf")
+    if config.loss == "feature_kd":
+        feature_losses.get(config.feature_loss).check_batches(config.batch_size, len(data.train))
 
 
 def fit(
@@ -168,12 +269,18 @@ def fit(
         on_epoch: called with each epoch's history row (for live plots).
     Returns a :class:`FitResult`; the same seed gives the same numbers on the CPU, whatever the
     caller's thread count (training runs with :data:`labkd.threads.TRAIN_THREADS` threads).
+    ``teacher`` may also be a :class:`labkd.experiments.Trained` (its ``model`` is used). A
+    non-finite loss stops training with :class:`TrainingDivergedError` naming the step and the
+    likely cause.
     """
+    if teacher is not None and not isinstance(teacher, nn.Module) and isinstance(getattr(teacher, "model", None), nn.Module):
+        teacher = teacher.model  # a Trained, as train_model accepts
     with fixed_threads():
         return _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch)
 
 
 def _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch) -> FitResult:
+    _check_fit_inputs(model, data, config, teacher, teacher_logits)
     needs_teacher = OBJECTIVES[config.loss]["teacher"]
     if needs_teacher and teacher is None and teacher_logits is None:
         raise ValueError(f"loss={config.loss!r} needs a teacher (or teacher_logits)")
@@ -214,6 +321,10 @@ def _fit(model, data, config, teacher, teacher_logits, regressor, progress, devi
 
     result = FitResult(model=model, regressor=regressor)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    guard = _DivergenceGuard(config, steps_per_epoch)
+    objective = guard.wrap(objective)
+    if feature_loss is not None:
+        feature_loss = guard.wrap(feature_loss)
     show = show_progress() if progress is None else progress
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -257,6 +368,7 @@ def _fit(model, data, config, teacher, teacher_logits, regressor, progress, devi
                             t_logits = teacher(x)
                     loss = objective(logits, t_logits, y)
                     correct += (logits.detach().argmax(1) == y).sum()
+                guard.check(loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
