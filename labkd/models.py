@@ -12,6 +12,7 @@ read without copying the model (FitNets hints, relation losses):
 from __future__ import annotations
 
 import io
+import numbers
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -120,8 +121,7 @@ def mlp(
     """
     _check_probability(dropout, "dropout")
     _check_probability(input_dropout, "input_dropout")
-    if not hidden or any(int(h) <= 0 for h in hidden):
-        raise ValueError(f"hidden must list positive layer widths, got {hidden!r}")
+    hidden = _check_sizes(hidden, "hidden", "hidden must list positive layer widths")
     width = 1
     for d in input_shape:
         width *= int(d)
@@ -149,13 +149,19 @@ def cnn(
     and a linear head. Wide and shallow: ``channels=(64, 128)``; deep and thin:
     ``channels=(16, 16, 16, 32, 32, 32)``.
     """
-    if not channels or any(int(c) <= 0 for c in channels):
-        raise ValueError(f"channels must list positive channel counts, got {channels!r}")
+    channels = _check_sizes(channels, "channels", "channels must list positive channel counts")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size <= 0 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer (3, 5, ...), got {kernel_size!r}")
+    if pool_after is not None:
+        pool_after = _check_sizes(pool_after, "pool_after", "pool_after must list layer numbers")
     n = len(channels)
     first = max(1, n // 3)
     pools = set(pool_after) if pool_after is not None else ({first, max(first + 1, 2 * n // 3)} if n > 1 else {1})
     if any(not 1 <= p <= n for p in pools):
         raise ValueError(f"pool_after must name layers 1..{n}, got {sorted(pools)}")
+    if min(int(s) for s in input_shape[1:]) < 2 ** len(pools):
+        raise ValueError(f"{len(pools)} poolings need images of at least {2 ** len(pools)}x{2 ** len(pools)} pixels, "
+                         f"got {tuple(input_shape)}; pool after fewer layers (pool_after=...)")
     blocks: OrderedDict[str, nn.Module] = OrderedDict()
     c_in = int(input_shape[0])
     for i, c in enumerate(channels, start=1):
@@ -199,7 +205,7 @@ def resnet(
     ``depth`` "simple", "medium", "deep" = 1, 2, 3 blocks per stage (8, 14, 20 layers)."""
     if depth not in RESNET_DEPTHS:
         raise ValueError(f"depth={depth!r} is unknown; expected one of {list(RESNET_DEPTHS)}")
-    if int(width) <= 0:
+    if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
         raise ValueError(f"width must be a positive integer, got {width!r}")
     n = RESNET_DEPTHS[depth]
     blocks: OrderedDict[str, nn.Module] = OrderedDict()
@@ -248,6 +254,12 @@ def build_model(
         raise ValueError(f"unknown model {arch!r}; expected one of {sorted(ARCHITECTURES) + sorted(PRESETS)}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
+    if (isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or len(input_shape) != 3
+            or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0 for s in input_shape)):
+        raise ValueError(f"input_shape must be (channels, height, width) of positive integers, e.g. "
+                         f"data.input_shape, got {input_shape!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -289,5 +301,14 @@ def describe(model: nn.Module) -> str:
 
 
 def _check_probability(value: float, argument: str) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{argument} must be a probability in [0, 1), got {value!r}")
+
+
+def _check_sizes(values: object, argument: str, message: str) -> tuple[int, ...]:
+    """A non-empty list or tuple of positive integers (not a string, not floats such as 2.7)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{message}, such as (30, 30); got {values!r} ({type(values).__name__})")
+    if not values or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0 for v in values):
+        raise ValueError(f"{message} (positive integers), got {values!r}")
+    return tuple(int(v) for v in values)
