@@ -1,7 +1,7 @@
 r"""Transfer sets with missing classes, and soft targets as a regularizer.
 
 Lesson 07 asks two questions of Hinton, Vinyals & Dean, *Distilling the Knowledge in a Neural
-Network* (2015), https://arxiv.org/abs/1503.02531 (§3 and §5):
+Network* (2015), https://arxiv.org/abs/1503.02531 (§3 and §6):
 
 1. **What does a student learn about a class it never sees?** Distil the 784-800-800-10 student
    on a transfer set with no 3s (:func:`transfer_without`, :func:`distil_student`), then repair
@@ -47,7 +47,7 @@ from labkd.progress import RunProgress
 from labkd.teacher_studies import first_layer_norm
 from labkd.train import TrainConfig
 
-#: The paper's numbers (MNIST, §3; speech, §5 Table 5: frame accuracy on train / test).
+#: The paper's numbers (MNIST, §3; speech, §6 Table 5: frame accuracy on train / test).
 PAPER = {
     "all_classes_errors": 74,
     "no3_errors": 206, "no3_errors_on_3s": 133, "test_3s": 1010,

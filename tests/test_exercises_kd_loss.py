@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from labkd import exercises, losses
 from labkd.exercises import kd_loss as topic
+from exercise_hints import hint_test
 
 # Each deliberate mistake and a phrase its hint must contain.
 EXPECTED_HINTS = {
@@ -74,3 +75,93 @@ def test_solution_is_listed_for_instructors():
 
     assert "kd_loss" in solutions.names()
     assert solutions.kd_loss is topic.kd_loss
+
+
+# --- Exercise 2 of lesson 02: one distillation step, by hand -----------------------------------
+
+# Each deliberate mistake of the step and a phrase its hint must contain (and no other's).
+STEP_HINTS = {
+    "distillation_step": {
+        "_step_teacher_train_mode": "train mode",
+        "_step_teacher_gradients": "torch.no_grad()",
+        "_step_no_t_squared": "T²",
+        "_step_swapped_kl": "wrong direction",
+        "_step_mean_reduction": "reduction='mean'",
+        "_step_no_zero_grad": "zero_grad() before",
+        "_step_no_optimizer_step": "did not move",
+    },
+}
+test_each_step_mistake_gets_its_own_hint = hint_test(STEP_HINTS)
+
+
+def test_the_reference_step_passes_and_equals_the_library_step():
+    assert exercises.run_checker("distillation_step", topic.distillation_step).passed
+    assert exercises.run_checker("distillation_step", topic.library_step).passed
+    for t, a in ((4.0, 0.9), (1.0, 0.0), (20.0, 1.0)):
+        mine, _, _, out = topic._run_step(topic.distillation_step, t, a)
+        lib, _, _, want = topic._run_step(topic.library_step, t, a)
+        assert torch.allclose(topic._weights(mine), topic._weights(lib), atol=1e-6)
+        assert float(out) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_a_step_written_differently_passes():
+    """A student's correct step need not look like the reference (own KL formula, loss as float)."""
+    def distillation_step(student, teacher, optimizer, images, labels, temperature, alpha):
+        teacher.eval()
+        with torch.no_grad():
+            p = F.softmax(teacher(images) / temperature, dim=1)
+        z = student(images)
+        log_q = F.log_softmax(z / temperature, dim=1)
+        kl = (p * (torch.log(p) - log_q)).sum(dim=1).mean()
+        loss = alpha * temperature * temperature * kl + (1 - alpha) * F.cross_entropy(z, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    assert exercises.run_checker("distillation_step", distillation_step).passed
+
+
+@pytest.mark.parametrize("candidate, words", [
+    (lambda s, t, o, x, y, T, a: None, "did not move"),
+    (lambda s, t, o, x, y, T, a: 1 / 0, "ZeroDivisionError"),
+])
+def test_other_step_mistakes_get_a_message(candidate, words):
+    result = exercises.run_checker("distillation_step", candidate)
+    assert not result.passed and words in result.message, result.message
+
+
+def test_a_step_that_forgets_the_labels_gets_the_general_hint():
+    def no_labels(student, teacher, optimizer, images, labels, temperature, alpha):
+        return topic._step_with(topic.kd_loss)(student, teacher, optimizer, images, labels, temperature, 1.0)
+
+    result = exercises.run_checker("distillation_step", no_labels)
+    assert not result.passed and "alpha · soft + (1 − alpha)" in result.message, result.message
+
+
+def test_a_wrong_return_value_is_named():
+    def returns_nothing_useful(student, teacher, optimizer, images, labels, temperature, alpha):
+        topic.distillation_step(student, teacher, optimizer, images, labels, temperature, alpha)
+        return 0.0
+
+    result = exercises.run_checker("distillation_step", returns_nothing_useful)
+    assert not result.passed and "returned loss" in result.message, result.message
+
+
+def test_the_library_step_is_what_fit_does_on_one_batch():
+    """One epoch of labkd.train.fit on a one-batch training set = library_step on that batch."""
+    from labkd import build_model, data as datasets
+    from labkd.train import TrainConfig, fit
+
+    data = datasets.load_data("digits").subset(n_train=64, seed=0)
+    teacher = build_model("mlp", data.input_shape, data.num_classes, seed=1, hidden=(32,))
+    config = TrainConfig(epochs=1, batch_size=64, lr=0.5, momentum=0.0, schedule="constant", loss="distillation",
+                         temperature=4.0, alpha=0.9, seed=0)
+    by_fit = build_model("mlp", data.input_shape, data.num_classes, seed=2, hidden=(16,))
+    by_hand = build_model("mlp", data.input_shape, data.num_classes, seed=2, hidden=(16,))
+    fit(by_fit, data, config, teacher=teacher, progress=False, device="cpu")
+    optimizer = torch.optim.SGD(by_hand.parameters(), lr=config.lr)
+    by_hand.train()
+    topic.library_step(by_hand, teacher, optimizer, data.train.x, data.train.y, config.temperature, config.alpha)
+    for a, b in zip(by_fit.parameters(), by_hand.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

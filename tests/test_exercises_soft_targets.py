@@ -7,13 +7,14 @@ import pytest
 
 from labkd import exercises, solutions
 
-NAMES = ["softmax_with_temperature", "entropy_in_bits", "accuracy_from_logits"]
+NAMES = ["softmax_with_temperature", "entropy_in_bits", "accuracy_from_logits", "soft_cross_entropy"]
 
 
 @pytest.mark.parametrize("name, words", [
     ("softmax_with_temperature", ["no effect", "do not multiply", "dim=-1"]),
     ("entropy_in_bits", ["nats", "NaN", "minus sign", "dim=-1"]),
     ("accuracy_from_logits", ["dim=1", "divide", "argmax"]),
+    ("soft_cross_entropy", ["argmax", "LOG", "number of classes", "batch size", "sign is reversed"]),
 ])
 def test_hints_name_the_mistake(name: str, words: list[str]) -> None:
     ex = exercises.get(name)

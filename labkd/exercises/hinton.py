@@ -1,7 +1,7 @@
 r"""Exercises of lesson 06 (Hinton et al.'s MNIST experiments).
 
-- ``fraction_of_gap_closed(baseline_errors, distilled_errors, teacher_errors)``: how much of the
-  teacher/student gap did distillation close?
+- ``teacher_soft_targets(teacher, images, temperature)``: the soft targets a student learns from,
+  taken from a teacher with dropout (eval mode, no gradients, softened by T).
 - ``soft_target_gradient(student_logits, teacher_logits, temperature)``: the gradient of
   :math:`T^2\,\mathrm{KL}` with respect to the student's logits, the quantity that becomes logit
   matching at high temperature (§2.1).
@@ -9,7 +9,6 @@ r"""Exercises of lesson 06 (Hinton et al.'s MNIST experiments).
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
@@ -18,60 +17,97 @@ from labkd.exercises import ExerciseFailed, close, exercise
 from labkd.losses import soft_target_loss
 
 # --------------------------------------------------------------------------------------------
-# Exercise 1: the fraction of the gap closed
+# Exercise 1: the soft targets of a dropout teacher
 
 
-def fraction_of_gap_closed(baseline_errors: float, distilled_errors: float, teacher_errors: float) -> float:
-    """Reference: (baseline - distilled) / (baseline - teacher). 1 = as good as the teacher,
-    0 = no better than the labels-only student."""
-    return (baseline_errors - distilled_errors) / (baseline_errors - teacher_errors)
+def teacher_soft_targets(teacher: torch.nn.Module, images: Tensor, temperature: float) -> Tensor:
+    r"""Reference: the frozen teacher's soft targets :math:`p = \mathrm{softmax}(v/T)` on ``images``:
+    eval mode (dropout off — the whole "mean network" of §3 of the paper, not one random thinned
+    net), no gradients, softened by ``temperature``. images (N, ...) -> (N, C) probabilities."""
+    teacher.eval()
+    with torch.no_grad():
+        return torch.softmax(teacher(images) / temperature, dim=-1)
 
 
-def _relative_improvement(baseline_errors: float, distilled_errors: float, teacher_errors: float) -> float:
-    return (baseline_errors - distilled_errors) / baseline_errors
+def _dropout_on(teacher: torch.nn.Module, images: Tensor, temperature: float) -> Tensor:
+    teacher.train()
+    with torch.no_grad():
+        return torch.softmax(teacher(images) / temperature, dim=-1)
 
 
-def _gap_remaining(baseline_errors: float, distilled_errors: float, teacher_errors: float) -> float:
-    return (distilled_errors - teacher_errors) / (baseline_errors - teacher_errors)
+def _unsoftened(teacher: torch.nn.Module, images: Tensor, temperature: float) -> Tensor:
+    teacher.eval()
+    with torch.no_grad():
+        return torch.softmax(teacher(images), dim=-1)
 
 
-def _against_the_teacher(baseline_errors: float, distilled_errors: float, teacher_errors: float) -> float:
-    return (baseline_errors - distilled_errors) / teacher_errors
+def _logits(teacher: torch.nn.Module, images: Tensor, temperature: float) -> Tensor:
+    teacher.eval()
+    with torch.no_grad():
+        return teacher(images) / temperature
 
 
-#: (baseline, distilled, teacher, what the case is)
-GAP_CASES = (
-    (146, 74, 67, "the paper's numbers"),
-    (180, 180, 100, "a distilled student no better than the baseline"),
-    (150, 100, 100, "a distilled student as good as the teacher"),
-    (120, 130, 80, "a distilled student worse than the baseline"),
-)
+def _with_gradients(teacher: torch.nn.Module, images: Tensor, temperature: float) -> Tensor:
+    teacher.eval()
+    return torch.softmax(teacher(images) / temperature, dim=-1)
 
 
-@exercise("fraction_of_gap_closed", "Exercise 1: the fraction of the gap closed", fraction_of_gap_closed,
-          wrong_answers=(_relative_improvement, _gap_remaining, _against_the_teacher))
-def check_fraction_of_gap_closed(candidate) -> None:
-    for base, kd, teacher, what in GAP_CASES:
-        got = candidate(base, kd, teacher)
-        if isinstance(got, Tensor) and got.numel() == 1:
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            raise ExerciseFailed(f"return one number (a float), got {type(got).__name__}.")
-        want = fraction_of_gap_closed(base, kd, teacher)
-        if math.isclose(got, want, abs_tol=1e-6):
-            continue
-        where = f"With {what} (baseline {base}, distilled {kd}, teacher {teacher} errors) the answer is {want:.3f}; you returned {got:.3f}."
-        if math.isclose(got, _gap_remaining(base, kd, teacher), abs_tol=1e-6):
-            raise ExerciseFailed(f"{where} That is the share of the gap still *left*; we want the share closed, "
-                                 f"measured from the baseline: (baseline − distilled) on top.")
-        if math.isclose(got, _relative_improvement(base, kd, teacher), abs_tol=1e-6):
-            raise ExerciseFailed(f"{where} You divided by the baseline's errors (a relative improvement); divide by "
-                                 f"the gap between the baseline and the teacher, (baseline − teacher).")
-        if math.isclose(got, _against_the_teacher(base, kd, teacher), abs_tol=1e-6):
-            raise ExerciseFailed(f"{where} You divided by the teacher's errors; divide by the whole gap, "
-                                 f"(baseline − teacher).")
-        raise ExerciseFailed(f"{where} The gap is (baseline − teacher); distillation closed (baseline − distilled) "
-                             f"of it.")
+def _multiplied(teacher: torch.nn.Module, images: Tensor, temperature: float) -> Tensor:
+    teacher.eval()
+    with torch.no_grad():
+        return torch.softmax(teacher(images) * temperature, dim=-1)
+
+
+class _DropoutTeacher(torch.nn.Module):
+    """A tiny teacher with heavy dropout, like the paper's (and the course's) 1200-1200 net."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(7)
+        self.fc1, self.fc2 = torch.nn.Linear(6, 24), torch.nn.Linear(24, 4)
+        self.drop = torch.nn.Dropout(0.5)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+
+
+@exercise("teacher_soft_targets", "Exercise 1: the soft targets of a dropout teacher", teacher_soft_targets,
+          wrong_answers=(_dropout_on, _unsoftened, _logits, _with_gradients, _multiplied))
+def check_teacher_soft_targets(candidate) -> None:
+    images = torch.randn(5, 6, generator=torch.Generator().manual_seed(8))
+    teacher = _DropoutTeacher()
+    teacher.train()  # as a teacher may be handed over, fresh from its own training
+    t = 4.0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        out = candidate(teacher, images.clone(), t)
+    if not isinstance(out, Tensor) or out.shape != (5, 4):
+        raise ExerciseFailed(f"return a tensor of shape (N, C) = (5, 4), one row of probabilities per image; got "
+                             f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}.")
+    want = teacher_soft_targets(_DropoutTeacher(), images, t)
+    if not torch.allclose(out.sum(dim=-1).detach(), torch.ones(5), atol=1e-4):
+        if close(out.detach(), _logits(_DropoutTeacher(), images, t), atol=1e-4):
+            raise ExerciseFailed("these are softened logits, not probabilities: apply a softmax over the classes.")
+        raise ExerciseFailed("each row should be a probability distribution (summing to 1): softmax over dim=-1.")
+    if teacher.training or not close(out.detach(), want, atol=1e-5):
+        if teacher.training:
+            raise ExerciseFailed("the teacher is still in train mode, so every call drops a random half of its hidden "
+                                 "units and its soft targets are noise around the real ones: call teacher.eval() "
+                                 "first. In eval mode a dropout net gives the averaged prediction of all its "
+                                 "thinned nets — the ensemble the paper distils (§3).")
+        if close(out.detach(), _unsoftened(_DropoutTeacher(), images, t), atol=1e-5):
+            raise ExerciseFailed("these are the T = 1 probabilities: divide the logits by the temperature before the "
+                                 "softmax.")
+        if close(out.detach(), _multiplied(_DropoutTeacher(), images, t), atol=1e-5):
+            raise ExerciseFailed("you multiplied the logits by T, which sharpens the targets: DIVIDE by T to soften "
+                                 "them.")
+        raise ExerciseFailed("your soft targets differ from softmax(teacher(images) / T) computed in eval mode.")
+    if out.requires_grad:
+        raise ExerciseFailed("the targets carry gradients back into the teacher: compute them under "
+                             "`with torch.no_grad():` — the teacher is frozen while the student learns.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,3 +181,23 @@ def check_soft_target_gradient(candidate) -> None:
                              f"T·(softmax(z/T) − softmax(v/T)), row by row.")
     if not close(candidate(z, z.clone(), 3.0), torch.zeros_like(z), atol=1e-9):
         raise ExerciseFailed("when the student's logits equal the teacher's the gradient must be zero.")
+
+
+def dropout_noise(teacher: torch.nn.Module, images: Tensor, temperature: float, soft_targets=teacher_soft_targets) -> str:
+    """Lesson 06, after Exercise 1: how far a dropout teacher's train-mode outputs are from its
+    soft targets (``soft_targets``, the student's function or the reference) on ``images``, in
+    words. Leaves the teacher in eval mode."""
+    from labkd.losses import check_temperature
+
+    t = check_temperature(temperature)
+    p = soft_targets(teacher, images, t)
+    teacher.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        noisy = [torch.softmax(teacher(images) / t, dim=-1) for _ in range(2)]
+    teacher.eval()
+    flips = float((noisy[0].argmax(1) != noisy[1].argmax(1)).float().mean())
+    kl_bits = float((p * (p.clamp_min(1e-12).log2() - noisy[0].clamp_min(1e-12).log2())).sum(1).mean())
+    return (f"on {len(images):,} training images at T = {t:g}: two train-mode calls of the teacher pick different "
+            f"top classes on {flips:.2%} of them, and a train-mode call is on average {kl_bits:.3f} bits "
+            f"(KL(p ‖ noisy p)) away from the eval-mode soft targets p.")

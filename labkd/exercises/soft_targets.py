@@ -141,3 +141,75 @@ def check_accuracy_from_logits(candidate) -> None:
     if abs(out - 2 / 3) > 1e-6:
         raise ExerciseFailed(f"expected 2/3 (rows 0 and 2 are right), got {out:.4f}. Compare the *index* of the "
                              f"largest logit (argmax) with the target, not the largest value.")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise of 00_start_here: the cross-entropy against a distribution, not a label
+
+
+def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
+    r"""Reference: :math:`-\frac1N\sum_n \sum_c p_{nc} \log \mathrm{softmax}(z_n)_c`, the loss a student
+    minimises when its targets are a teacher's probabilities p instead of labels.
+
+    logits (N, C), target_probs (N, C) with rows summing to 1; returns a scalar tensor. With
+    one-hot targets it is ``F.cross_entropy``.
+    """
+    return -(target_probs * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def _soft_ce_no_log(logits: Tensor, target_probs: Tensor) -> Tensor:
+    return -(target_probs * torch.softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def _soft_ce_hard_labels(logits: Tensor, target_probs: Tensor) -> Tensor:
+    return torch.nn.functional.cross_entropy(logits, target_probs.argmax(dim=-1))
+
+
+def _soft_ce_mean_over_classes(logits: Tensor, target_probs: Tensor) -> Tensor:
+    return -(target_probs * torch.log_softmax(logits, dim=-1)).mean()
+
+
+def _soft_ce_summed_over_batch(logits: Tensor, target_probs: Tensor) -> Tensor:
+    return -(target_probs * torch.log_softmax(logits, dim=-1)).sum()
+
+
+def _soft_ce_positive_sign(logits: Tensor, target_probs: Tensor) -> Tensor:
+    return (target_probs * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+_SOFT_CE_MISTAKES = (
+    (_soft_ce_hard_labels, "you turned the targets into labels (argmax) and lost everything they say about the other "
+                           "classes: weigh log softmax(logits) by every class's target probability."),
+    (_soft_ce_no_log, "the cross-entropy uses the LOG of the predicted probabilities: torch.log_softmax(logits, "
+                      "dim=-1), not torch.softmax."),
+    (_soft_ce_mean_over_classes, "your loss is the right one divided by the number of classes: sum over the classes "
+                                 "(dim=-1), then average over the examples."),
+    (_soft_ce_summed_over_batch, "your loss grows with the batch size: average over the examples, do not sum."),
+    (_soft_ce_positive_sign, "the sign is reversed: a cross-entropy is −Σ p log q, a positive number."),
+)
+
+
+@exercise("soft_cross_entropy", "Exercise: the cross-entropy against soft targets", soft_cross_entropy,
+          wrong_answers=tuple(m for m, _ in _SOFT_CE_MISTAKES))
+def check_soft_cross_entropy(candidate) -> None:
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 5, generator=g) * 2
+    targets = torch.softmax(torch.randn(4, 5, generator=g) * 1.5, dim=-1)
+    out = candidate(logits.clone(), targets.clone())
+    if not isinstance(out, Tensor):
+        raise ExerciseFailed(f"return a torch tensor (one number), got {type(out).__name__}.")
+    if out.numel() != 1:
+        raise ExerciseFailed(f"return one number (a scalar tensor), got shape {tuple(out.shape)}: sum over the "
+                             f"classes, then average over the examples.")
+    want = soft_cross_entropy(logits, targets)
+    if not torch.allclose(out.detach().reshape(()).double(), want.double(), rtol=1e-4, atol=1e-6):
+        for mistake, hint in _SOFT_CE_MISTAKES:
+            if torch.allclose(out.detach().reshape(()).double(), mistake(logits, targets).double(), rtol=1e-4, atol=1e-6):
+                raise ExerciseFailed(hint)
+        raise ExerciseFailed(f"expected {float(want):.4f}, got {float(out):.4f}: −(target_probs · log_softmax(logits))"
+                             f" summed over the classes, averaged over the examples.")
+    one_hot = torch.nn.functional.one_hot(torch.tensor([0, 3, 1, 4]), 5).float()
+    same = candidate(logits.clone(), one_hot)
+    if not torch.allclose(torch.as_tensor(same).detach().reshape(()).double(),
+                          torch.nn.functional.cross_entropy(logits, torch.tensor([0, 3, 1, 4])).double(), rtol=1e-4):
+        raise ExerciseFailed("with one-hot targets your loss should equal F.cross_entropy on the labels.")
