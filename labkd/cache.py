@@ -71,16 +71,23 @@ def load(key: str) -> dict | None:
     path = path_for(key)
     if not path.is_file():
         return None
-    try:
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-        problem = verify(key, entry)
-    except Exception as error:  # truncated zip, pickle error, unreadable file: retrain instead
-        problem = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+    entry, problem = read(key)
     if problem is not None:
         warnings.warn(f"model cache file {path} is unusable ({problem}); it will be retrained and replaced",
                       CacheWarning, stacklevel=2)
         return None
     return entry
+
+
+def read(key: str) -> tuple[dict | None, str | None]:
+    """``(entry, None)`` for a good file of ``key``, else ``(None, why it is unusable)``; silent
+    (``labkd cache verify`` reports with it, :func:`load` warns)."""
+    try:
+        entry = torch.load(path_for(key), map_location="cpu", weights_only=True)
+        problem = verify(key, entry)
+    except Exception as error:  # truncated zip, pickle error, unreadable file: retrain instead
+        problem = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+    return (entry, None) if problem is None else (None, problem)
 
 
 def verify(key: str, entry: object) -> str | None:

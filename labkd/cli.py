@@ -2,10 +2,12 @@
 
     labkd data [--download] [--root DIR]
     labkd run [NOTEBOOK ...] [--fast] [--solutions] [--output DIR] [--param KEY=VALUE ...]
-    labkd cache list|clear
+    labkd cache list|clear|verify
     labkd bench [--quick] [--json]
 
-Exit codes: 0 success, 1 something failed (a notebook, a download, a checksum), 2 a usage error.
+Exit codes: 0 success, 1 something failed (a notebook, a download, a checksum, an unreadable or
+unwritable folder), 2 a usage error. Every error is one line on stderr (``labkd <command>: error:
+...``), never a traceback; set ``LABKD_DEBUG=1`` to see the traceback.
 """
 
 from __future__ import annotations
@@ -38,8 +40,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UsageError as error:
-        print(f"labkd {args.command}: error: {error}", file=sys.stderr)
+        print(f"labkd {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"labkd {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an unreadable cache, a read-only folder, a full disk: one line, exit 1
+        if _env("LABKD_DEBUG"):
+            raise
+        print(f"labkd {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _one_line(error: BaseException) -> str:
+    """The error as one line; the exception type is kept for errors other than ours."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (UsageError, OSError, ValueError)):
+        return text
+    return f"{type(error).__name__}: {text}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 
-    cache = commands.add_parser("cache", help="list or clear the trained-model cache")
-    cache.add_argument("action", choices=["list", "clear"])
+    cache = commands.add_parser("cache", help="list, verify or clear the trained-model cache")
+    cache.add_argument("action", choices=["list", "clear", "verify"],
+                       help="verify: check every entry's key and checksum (after copying a cache)")
     cache.set_defaults(handler=cmd_cache)
 
     bench = commands.add_parser("bench", help="time training on this machine")
@@ -155,6 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     output = (args.output if args.output is not None else reports_dir()).expanduser().resolve()
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output {str(output)!r} is a file; expected a folder for the reports")
+    _check_writable_folder(output, "--output" if args.output is not None else "LABKD_REPORTS")
 
     results = runner.run_notebooks(
         paths, output, fast=args.fast, solutions=args.solutions, parameters=parameters,
@@ -182,6 +202,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         removed = cache.clear()
         print(f"removed {removed} cached model{'s' if removed != 1 else ''} from {folder}")
         return EXIT_OK
+    if args.action == "verify":
+        return _verify_cache(cache, folder)
     entries = list(cache.list_entries())
     print(f"model cache: {folder}")
     if not entries:
@@ -197,6 +219,33 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"{key}  {_format_size(size):>9}  {modified}  {description}")
     print(f"{len(entries)} entr{'ies' if len(entries) != 1 else 'y'}, {_format_size(total)}")
     return EXIT_OK
+
+
+def _verify_cache(cache: Any, folder: Path) -> int:
+    """Read every entry and check its key and checksum; EXIT_FAILED if one is unusable."""
+    entries = list(cache.list_entries())
+    bad = 0
+    for entry in entries:
+        _, problem = cache.read(entry.key)
+        if problem is not None:
+            bad += 1
+            print(f"{entry.key}  UNUSABLE: {problem} (it will be retrained; `labkd cache clear` removes all)")
+    print(f"model cache: {folder}: {len(entries) - bad} of {len(entries)} entries ok")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def _check_writable_folder(folder: Path, argument: str) -> None:
+    """Create ``folder`` and write a probe file there, before any notebook runs."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise UsageError(f"{argument} {str(folder)!r} is not a writable folder "
+                         f"({type(error).__name__}: {error.strerror or error})") from None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
