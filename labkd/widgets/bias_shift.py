@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 
 from labkd.transfer_sets import ShiftStudy, check_shift, fill_shift_figure, shift_traces
 from labkd.widgets import Panel, figure_widget
+from labkd.widgets.guards import restore_if_not_finite
 
 
 class BiasShiftPanel(Panel):
@@ -100,6 +101,11 @@ class BiasShiftPanel(Panel):
         """Recount the errors at the slider's shift and refill the moving traces in place."""
         fill_shift_figure(self.figure, self.study, self.shift, curves=False)
         self._fill_readout()
+
+    def on_change(self, change: dict | None = None) -> None:
+        """The slider moved: redraw; a NaN or inf set on it directly is undone and reported."""
+        if not restore_if_not_finite(self, change):
+            super().on_change(change)
 
     def set_shift(self, shift: float) -> None:
         """Move the slider (the figure follows through :meth:`update`)."""

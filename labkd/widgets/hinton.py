@@ -25,6 +25,7 @@ from torch import Tensor
 
 from labkd.losses import check_pair, check_temperature
 from labkd.widgets import Panel, cycle_values, figure_widget
+from labkd.widgets.guards import restore_if_not_finite, slider_temperature
 
 T_MIN, T_MAX = 0.5, 200.0
 #: Temperatures of the cosine curves (log-spaced over the slider's range).
@@ -90,7 +91,7 @@ class GradientPanel(Panel):
 
         style = {"description_width": "initial"}
         self.temperature = widgets.FloatLogSlider(
-            value=float(np.clip(temperature, T_MIN, T_MAX)), base=10, min=math.log10(T_MIN), max=math.log10(T_MAX),
+            value=slider_temperature(temperature, T_MIN, T_MAX), base=10, min=math.log10(T_MIN), max=math.log10(T_MAX),
             step=0.01, description="temperature T", readout_format=".2f", continuous_update=True, style=style,
             layout=widgets.Layout(width="420px"))
         self.temperature.add_class("labkd-gradient-temperature")
@@ -133,9 +134,19 @@ class GradientPanel(Panel):
 
     def select(self, index: int) -> None:
         """Show example ``index`` (0-based)."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index must be an integer, got {index!r}")
         if not 0 <= int(index) < len(self.z):
             raise ValueError(f"index must be in 0..{len(self.z) - 1}, got {index!r}")
         self.example.value = int(index)
+
+    def set_temperature(self, temperature: float) -> None:
+        """Move the temperature slider; ``ValueError`` outside its range (0.5 to 200)."""
+        self.temperature.value = slider_temperature(temperature, T_MIN, T_MAX)
+
+    def on_change(self, change: dict | None = None) -> None:
+        if not restore_if_not_finite(self, change):
+            super().on_change(change)
 
     def example_curve(self, index: int, centre: bool) -> np.ndarray:
         """Cosine against :data:`CURVE_TEMPERATURES` for one example (computed once, then kept)."""

@@ -25,6 +25,7 @@ from torch import Tensor
 from labkd.data import Split
 from labkd.losses import check_logits, check_targets, check_temperature
 from labkd.widgets import Panel, figure_widget
+from labkd.widgets.guards import restore_if_not_finite, slider_temperature
 
 #: Temperature range of the sliders (log scale).
 T_MIN, T_MAX = 0.5, 20.0
@@ -46,7 +47,7 @@ def _softmax(z: np.ndarray, temperature: float) -> np.ndarray:
 
 def _temperature_slider(value: float, css_class: str, description: str = "temperature T") -> widgets.FloatLogSlider:
     slider = widgets.FloatLogSlider(
-        value=float(np.clip(value, T_MIN, T_MAX)), base=10, min=math.log10(T_MIN), max=math.log10(T_MAX), step=0.01,
+        value=slider_temperature(value, T_MIN, T_MAX), base=10, min=math.log10(T_MIN), max=math.log10(T_MAX), step=0.01,
         description=description, readout_format=".2f", continuous_update=True,
         style={"description_width": "initial"}, layout=widgets.Layout(width="420px"),
     )
@@ -168,12 +169,24 @@ class SoftTargetPanel(Panel):
         return int(self.picker.value)
 
     def set_temperature(self, temperature: float) -> None:
-        """Move the slider (the figure follows)."""
-        self.temperature.value = check_temperature(temperature)
+        """Move the slider (the figure follows); ``ValueError`` outside the slider's 0.5 to 20."""
+        self.temperature.value = slider_temperature(temperature, T_MIN, T_MAX)
 
     def select(self, index: int) -> None:
         """Show test image ``index`` (with a drop-down, it must be one of the examples)."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index must be an integer, got {index!r}")
+        if isinstance(self.picker, widgets.Dropdown):
+            choices = [i for _, i in self.picker.options]
+            if int(index) not in choices:
+                raise ValueError(f"index={index} is not one of the examples; choose one of {choices}")
+        elif not 0 <= int(index) <= self.picker.max:
+            raise ValueError(f"index must be in 0..{self.picker.max}, got {index}")
         self.picker.value = int(index)
+
+    def on_change(self, change: dict | None = None) -> None:
+        if not restore_if_not_finite(self, change):
+            super().on_change(change)
 
     def probabilities(self, temperature: float | None = None) -> np.ndarray:
         """The current image's soft target, shape (C,)."""
@@ -267,7 +280,12 @@ class DarkKnowledgePanel(Panel):
         return fig
 
     def set_temperature(self, temperature: float) -> None:
-        self.temperature.value = check_temperature(temperature)
+        """Move the slider (the matrix follows); ``ValueError`` outside the slider's 0.5 to 20."""
+        self.temperature.value = slider_temperature(temperature, T_MIN, T_MAX)
+
+    def on_change(self, change: dict | None = None) -> None:
+        if not restore_if_not_finite(self, change):
+            super().on_change(change)
 
     def compute(self, temperature: float) -> np.ndarray:
         """The (C, C) soft-target matrix at ``temperature`` (as :func:`labkd.dark_knowledge.soft_target_matrix`)."""

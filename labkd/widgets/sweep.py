@@ -83,7 +83,8 @@ class SweepPanel(Panel):
 
         rows = [self.student, self.scale, self.temperature, self.alpha, self.seed]
         if data is not None:
-            self.new_temperature = widgets.BoundedFloatText(value=2.5, min=0.05, max=1000.0, step=0.5,
+            self.new_temperature = widgets.BoundedFloatText(value=2.5, min=losses.TEMPERATURE_RANGE[0],
+                                                            max=losses.TEMPERATURE_RANGE[1], step=0.5,
                                                             description="new cell: T", style=style,
                                                             layout=widgets.Layout(width="180px"))
             self.new_alpha = widgets.BoundedFloatText(value=0.9, min=0.0, max=1.0, step=0.05, description="α",
@@ -132,6 +133,10 @@ class SweepPanel(Panel):
     def select(self, temperature: float | None = None, alpha: float | None = None, seed: int | str | None = None,
                student: str | None = None, scale_by_t2: bool | None = None) -> None:
         """Choose a cell (any argument left None keeps its control) and redraw once."""
+        if student is not None and student not in self.result.students:
+            raise ValueError(f"student={student!r} is not in the result; expected one of {self.result.students}")
+        if scale_by_t2 is not None and not isinstance(scale_by_t2, bool):
+            raise TypeError(f"scale_by_t2 must be True or False, got {scale_by_t2!r}")
         self._busy = True
         try:
             if student is not None:
@@ -149,6 +154,9 @@ class SweepPanel(Panel):
             if alpha is not None:
                 self.alpha.value = _closest(self.alpha, float(alpha), "alpha")
             if seed is not None:
+                seeds = [v for _, v in self.seed.options]
+                if seed not in seeds or isinstance(seed, bool):
+                    raise ValueError(f"seed={seed!r} is not in the result; choose one of {seeds}")
                 self.seed.value = seed
         finally:
             self._busy = False
@@ -270,8 +278,8 @@ class SweepPanel(Panel):
         seed (every seed when the seed control says "mean"), add it to the result and show it."""
         if self.data is None:
             raise RuntimeError("this panel was built without data, teacher and base_config: it cannot train")
-        t = losses.check_temperature(float(self.new_temperature.value if temperature is None else temperature))
-        a = losses.check_alpha(float(self.new_alpha.value if alpha is None else alpha))
+        t = losses.check_temperature(self.new_temperature.value if temperature is None else temperature)
+        a = losses.check_alpha(self.new_alpha.value if alpha is None else alpha)
         name, scaled, seed = self.student.value, self.scale.value, self.seed.value
         seeds = self.result.seeds if seed == MEAN else [seed]
         self.progress.max = len(seeds) * (1 + (a > 0))
