@@ -763,3 +763,30 @@ def same_start(baselines: Mapping[str, Trained], students: Mapping[str, Trained]
         out.append(f"{name}: first-layer norm before training {a:.6f} (labels only) and {b:.6f} (distilled)"
                    + (" — identical" if a == b else " — NOT identical"))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# A combination the student chooses (lesson 12's second panel)
+
+#: Number formats of :func:`combine`: name -> bits of the k-bit simulation (None: float32 or int8).
+FORMATS = {"float32": None, "int8 (dynamic)": None, "8-bit": 8, "4-bit": 4, "2-bit": 2}
+
+
+def combine(model: nn.Module, sparsity: float = 0.0, number_format: str = "float32",
+            calibration: Tensor | None = None) -> nn.Module:
+    """Prune ``model`` to ``sparsity`` (0: not at all), then store it in ``number_format`` (a key
+    of :data:`FORMATS`): the pipeline order of Han et al. (2016). With ``calibration`` images the
+    batch-norm statistics are re-estimated after each step that changes the weights."""
+    sparsity = check_sparsity(sparsity)
+    if number_format not in FORMATS:
+        raise ValueError(f"number_format={number_format!r} is unknown; expected one of {list(FORMATS)}")
+    out = prune_magnitude(model, sparsity) if sparsity > 0 else _fresh_copy(model)
+    if sparsity > 0 and calibration is not None:
+        out = recalibrate_batchnorm(out, calibration)
+    if number_format == "int8 (dynamic)":
+        return quantize_int8(out)
+    bits = FORMATS[number_format]
+    if bits is None:
+        return out
+    out = quantize_weights(out, bits)
+    return out if calibration is None else recalibrate_batchnorm(out, calibration)

@@ -25,6 +25,7 @@ its teacher's initial weights (that would make "self-distillation" a copy by con
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -486,3 +487,43 @@ def findings(study: FidelityStudy) -> list[dict]:
                 "paper": "more closely matching the teacher paradoxically does not always lead to better student "
                          "generalization", "this run": "<br>".join(parts)})
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Image by image: where does a student disagree with its teacher, and why? (lesson 09's panel)
+
+#: The five kinds of test image, by who is right (the order of :func:`image_kinds`' codes).
+KINDS = ("both right", "only the teacher right", "only the student right", "both wrong, same class",
+         "both wrong, different classes")
+
+
+def image_kinds(teacher_logits: Tensor, student_logits: Tensor, labels: Tensor) -> dict[str, np.ndarray]:
+    """Per test image: ``kind`` (an index into :data:`KINDS`), ``kl_bits`` (KL(p ‖ q) at T = 1 in
+    bits, p the teacher's softmax, q the student's), ``teacher_conf`` (the teacher's top
+    probability), ``teacher_margin`` (its top-two probability gap), ``teacher_pred``,
+    ``student_pred``. Shapes (N, C), (N, C), (N,)."""
+    from labkd.losses import check_pair
+
+    check_pair(student_logits, teacher_logits)
+    if not isinstance(labels, Tensor) or labels.shape != teacher_logits.shape[:1]:
+        raise ValueError(f"labels must be a tensor of shape ({teacher_logits.shape[0]},), got "
+                         f"{tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__}")
+    t_logp = torch.log_softmax(teacher_logits.float(), dim=1)
+    s_logp = torch.log_softmax(student_logits.float(), dim=1)
+    p = t_logp.exp()
+    top2 = p.topk(2, dim=1).values
+    t, s = teacher_logits.argmax(1), student_logits.argmax(1)
+    t_ok, s_ok = t == labels, s == labels
+    kind = torch.where(t_ok & s_ok, 0, torch.where(t_ok, 1, torch.where(s_ok, 2, torch.where(t == s, 3, 4))))
+    return {"kind": kind.numpy(), "kl_bits": ((p * (t_logp - s_logp)).sum(1) / math.log(2)).numpy(),
+            "teacher_conf": top2[:, 0].numpy(), "teacher_margin": (top2[:, 0] - top2[:, 1]).numpy(),
+            "teacher_pred": t.numpy(), "student_pred": s.numpy()}
+
+
+def test_logits(study: FidelityStudy, teachers: Mapping[int, Trained], data: Data
+                ) -> tuple[dict[int, Tensor], dict[tuple[str, int], Tensor]]:
+    """The teachers' (by seed) and every student's (by condition and seed) logits on
+    ``data.test``, computed once for :class:`labkd.widgets.fidelity.DisagreementPanel`."""
+    teacher_out = {s: metrics.predict_logits(t.model, data.test.x) for s, t in teachers.items()}
+    student_out = {(r.condition, r.seed): metrics.predict_logits(r.model, data.test.x) for r in study.runs}
+    return teacher_out, student_out

@@ -85,3 +85,34 @@ def test_static_figure_and_benchmark_cases(rows):
     for name, case in wc.benchmark_cases().items():
         case()
         case()
+
+
+# --- lesson 12's second panel: a combination the student chooses ---------------------------------
+
+
+def test_combination_panel_measures_what_the_student_chose():
+    from labkd import build_model
+    from labkd import compression as cp
+    from labkd import data as datasets
+    from labkd.widgets.compression import CombinationPanel, synthetic_rows
+
+    data = datasets.load_data("digits")
+    mlp = build_model("mlp", data.input_shape, data.num_classes, seed=0, hidden=(64, 64))
+    panel = CombinationPanel({"mlp": mlp}, data, synthetic_rows(), latency_batch_size=16, runs=1)
+    n_traces = len(panel.figure.data)
+    panel.select(model="mlp", sparsity=0.9, number_format="4-bit")
+    row = panel.measure()
+    assert len(panel.figure.data) == n_traces, "updated in place, no new traces"
+    assert row["label"] == "mlp · pruned 90% · 4-bit"
+    assert row["stored_bytes"] < row["from"]["stored_bytes"] and row["sparsity"] >= 0.85
+    assert list(panel.figure.data[-2].x) == [row["stored_bytes"]] and list(panel.figure.data[-1].x) == [row["latency_ms"]]
+    assert "mlp · pruned 90% · 4-bit" in panel.readout.value
+    panel.select(sparsity=0.0, number_format="float32")
+    same = panel.measure()
+    assert same["test_acc"] == pytest.approx(same["from"]["test_acc"]) and len(panel.figure.data[-2].x) == 2
+    with pytest.raises(ValueError, match="number_format"):
+        panel.select(number_format="3-bit")
+    with pytest.raises(ValueError, match="model"):
+        panel.select(model="cnn")
+    with pytest.raises(ValueError, match="sparsity"):
+        cp.combine(mlp, 1.5)

@@ -1,4 +1,4 @@
-"""Panels and figures of lessons 09-10, driven headless: set a control, check the figure changed.
+"""Panels and figures of lesson 09 (lesson 10's: tests/test_widgets_online.py), driven headless: set a control, check the figure changed.
 
 Built from synthetic results shaped like the real ones (no training); recompute times are
 printed (``pytest -s``) and only checked against a generous sanity bound."""
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from labkd.widgets import fidelity as wf
-from labkd.widgets import online as wo
 
 SANITY_MS = 1000  # far above the 50 ms target: only catches a callback that trains or loops badly
 
@@ -58,46 +57,74 @@ def test_fidelity_curves_figure(study):
         wf.fidelity_curves_figure(study, "accuracy")
 
 
-def test_born_again_panel_generation_slider():
-    ban = wo._synthetic_ban(generations=3, seeds=2, n=500)
-    panel = wo.BornAgainPanel(ban)
-    assert len(panel.figure.data[1].y) == 3
-    panel.generation.value = 1
-    assert panel.figure.data[0].marker.color[1] == "#ff7f0e"
-    assert panel.figure.data[0].marker.color[3] == "#1f77b4"
-    # the ensemble of generation 1 alone is generation 1
-    acc1 = np.mean([r["test_acc"] for r in ban.rows if r["generation"] == 1])
-    assert panel.figure.data[1].y[0] == pytest.approx(acc1)
-    assert "generation 1" in panel.status.value
-    panel.select(0)
-    assert len(panel.figure.data[1].y) == 0 and "ensemble" not in panel.status.value
-    print(f"born-again generation slider: {panel.last_update_ms:.1f} ms")
-    assert panel.last_update_ms < SANITY_MS
-    with pytest.raises(ValueError, match="generation"):
-        panel.select(7)
-
-
-def test_mutual_panel_checkboxes_hide_and_show():
-    rows = wo._synthetic_rows(n_models=2, repeats=2, epochs=4)
-    rows = [dict(r, history=[dict(h, test_acc=h["test_acc"] + r["repeat"] / 100) for h in r["history"]]) for r in rows]
-    panel = wo.MutualPanel(rows)
-    assert all(t.visible is True for t in panel.figure.data)
-    panel.boxes[panel.labels[0]].value = False
-    assert panel.figure.data[0].visible is False
-    y0 = list(panel.figure.data[1].y)
-    panel.select(repeat=1, shown=[panel.labels[1]])
-    assert list(panel.figure.data[1].y) != y0
-    assert [t.visible for t in panel.figure.data] == [False, True, False, False]
-    print(f"mutual checkbox: {panel.last_update_ms:.1f} ms")
-    with pytest.raises(ValueError, match="unknown students"):
-        panel.select(shown=["teacher"])
-    fig = wo.mutual_figure(rows)
-    assert len(fig.data) == 2 and len(fig.data[0].y) == 4
-
-
 def test_benchmark_hooks_run():
-    for module in (wf, wo):
+    for module in (wf,):
         cases = module.benchmark_cases()
         assert cases
         for call in cases.values():
             call()
+
+
+# --- lesson 09's second panel: one test image at a time ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def logits():
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    images = torch.randn(n, 1, 28, 28, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    teacher = {s: torch.randn(n, 10, generator=g) * 2 + torch.nn.functional.one_hot(labels, 10) * 4 for s in (0, 1)}
+    students = {(c, s): teacher[s] + torch.randn(n, 10, generator=g) * w
+                for c, w in (("narrow", 3.0), ("same size", 1.0)) for s in (0, 1)}
+    return images, labels, teacher, students
+
+
+def test_image_kinds_sort_every_image_once(logits):
+    from labkd.exercises.fidelity import disagreement_breakdown
+    from labkd.fidelity import KINDS, image_kinds
+
+    _, labels, teacher, students = logits
+    info = image_kinds(teacher[0], students[("narrow", 0)], labels)
+    counts = np.bincount(info["kind"], minlength=len(KINDS))
+    assert dict(zip(KINDS, counts.tolist(), strict=True)) == disagreement_breakdown(teacher[0], students[("narrow", 0)], labels)
+    assert (info["kl_bits"] >= -1e-6).all() and ((info["teacher_conf"] > 0) & (info["teacher_conf"] <= 1)).all()
+    assert np.allclose(image_kinds(teacher[0], teacher[0], labels)["kl_bits"], 0, atol=1e-5)
+    with pytest.raises(ValueError, match="labels"):
+        image_kinds(teacher[0], teacher[0], labels[:5])
+
+
+def test_disagreement_panel_steps_through_one_kind_most_different_first(logits):
+    images, labels, teacher, students = logits
+    panel = wf.DisagreementPanel(images, labels, teacher, students)
+    panel.select(condition="narrow", seed=1, kind="only the teacher right")
+    rows = panel.chosen_images()
+    info = panel.info[("narrow", 1)]
+    assert len(rows) == panel.index.max + 1 and (info["kind"][rows] == 1).all()
+    assert (np.diff(info["kl_bits"][rows]) <= 1e-9).all(), "most different first"
+    first = panel.image()
+    assert f"#{first}" in panel.status.value and "teacher says" in panel.status.value
+    assert np.allclose(panel.figure.data[1].y, torch_softmax(teacher[1][first]))
+    assert np.allclose(panel.figure.data[2].y, torch_softmax(students[("narrow", 1)][first]))
+    panel.index.value = 1
+    assert panel.image() == rows[1] and f"#{rows[1]}" in panel.status.value
+    panel.select(kind="both right")
+    assert panel.index.value == 0 and (info["kind"][panel.chosen_images()] == 0).all()
+    rates = np.asarray(panel.figure.data[3].y)
+    assert ((rates >= 0) & (rates <= 1)).all()
+    print(f"disagreement panel: {panel.last_update_ms:.1f} ms")
+    assert panel.last_update_ms < SANITY_MS
+    with pytest.raises(ValueError, match="kind"):
+        panel.select(kind="nope")
+    with pytest.raises(ValueError, match="seed"):
+        panel.select(seed=9)
+    with pytest.raises(ValueError, match="teacher"):
+        wf.DisagreementPanel(images, labels, {0: teacher[0]}, students)
+
+
+def torch_softmax(row):
+    import torch
+
+    return torch.softmax(row.float(), 0).numpy()

@@ -11,10 +11,7 @@ import torch
 from torch import Tensor
 
 from labkd.exercises import ExerciseFailed, exercise
-
-#: The five kinds of image, in the order the breakdown returns them.
-KINDS = ("both right", "only the teacher right", "only the student right", "both wrong, same class",
-         "both wrong, different classes")
+from labkd.fidelity import KINDS
 
 
 def disagreement_breakdown(teacher_logits: Tensor, student_logits: Tensor, labels: Tensor) -> dict[str, int]:

@@ -3,6 +3,7 @@
 >>> tradeoff_figure(rows)                       # every variant; stored bytes on a log axis
 >>> panel = CompressionPanel(rows)              # method drop-down, strength slider, size measure
 >>> panel.select("prune", 0.9)                  # what the slider does: highlight, arrows, read-out
+>>> CombinationPanel(models, data, rows)        # a combination of your own: prune, then store, then measure
 
 ``rows`` are :func:`labkd.compression.compression_study` rows. The panel only filters them (no
 model is run), so a change redraws in a few milliseconds: the chosen variants are highlighted
@@ -256,6 +257,124 @@ def readout_html(rows: Sequence[Mapping], chosen: Sequence[Mapping], method: str
                      f"<td>{r['stored_bytes'] / 1e3:,.1f} kB{ratio}</td><td>{r['dense_bytes'] / 1e3:,.1f} kB</td>"
                      f"<td>{r['nonzero']:,}</td><td>{latency}</td></tr>")
     return f"<div>{head}</div><table style='font-size:12px'>{''.join(lines)}</table>"
+
+
+class CombinationPanel(Panel):
+    """Build a variant the study did not measure: pick a model (a baseline or a distilled
+    student), a sparsity and a number format, press *measure*; the variant is pruned, stored in
+    that format, measured (test accuracy, stored size, CPU latency) and added to the plots beside
+    every variant of the study, with its numbers in the table under the controls.
+
+    Args:
+        models: ``{name: trained model or Trained}`` to choose from.
+        data: the lesson's data (test split for accuracy, training images for batch-norm repair).
+        rows: the study's rows, drawn as the background (may be empty).
+        latency_batch_size, runs, threads: as in :func:`labkd.compression.compression_study`.
+    Callbacks: :meth:`measure` (the button), :meth:`select`.
+    """
+
+    def __init__(self, models: Mapping, data, rows: Sequence[Mapping] = (), latency_batch_size: int = 256,
+                 runs: int = 3, threads: int = 1, calibration_images: int = 2000) -> None:
+        from labkd.compression import FORMATS
+
+        if not models:
+            raise ValueError("models is empty: give {name: trained model} to choose from")
+        self.models = {name: getattr(m, "model", m) for name, m in models.items()}
+        self.data = data
+        self.rows = list(rows)
+        self.batch = data.test.x[:latency_batch_size]
+        self.calibration = data.train.x[:calibration_images] if calibration_images else None
+        self.runs, self.threads = runs, threads
+        self.measured: list[dict] = []
+        self.last_update_ms = 0.0
+        style = {"description_width": "initial"}
+        self.model_picker = widgets.Dropdown(options=list(self.models), description="model", style=style,
+                                             layout=widgets.Layout(width="360px"))
+        self.sparsity = widgets.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="prune to sparsity",
+                                            readout_format=".0%", style=style, continuous_update=False,
+                                            layout=widgets.Layout(width="420px"))
+        self.number_format = widgets.ToggleButtons(options=list(FORMATS), value="float32", description="then store as",
+                                                   style=style)
+        self.button = widgets.Button(description="measure", button_style="primary", icon="play")
+        self.button.on_click(lambda _: self.measure())
+        self.readout = widgets.HTML("<i>choose a combination and press <b>measure</b></i>")
+        fig = tradeoff_figure(self.rows) if self.rows else go.Figure(make_subplots(
+            rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+            subplot_titles=("accuracy vs size", "accuracy vs latency")))
+        for col in (1, 2):
+            fig.add_trace(go.Scatter(x=[], y=[], text=[], mode="markers+text", textposition="top center",
+                                     name="your combinations", showlegend=col == 1,
+                                     marker=dict(size=14, symbol="x", color="black"),
+                                     hovertemplate="%{text}<br>%{y:.2%}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(type="log", row=1, col=1)
+        fig.update_xaxes(type="log", row=1, col=2)
+        self.figure = figure_widget(fig)
+        self.figure.add_class("labkd-combination-plot")
+        self.widget = widgets.VBox([widgets.HBox([self.model_picker, self.sparsity],
+                                                 layout=widgets.Layout(flex_flow="row wrap")),
+                                    self.number_format, self.button, self.readout, self.figure])
+        self.widget.add_class("labkd-combination-panel")
+
+    def select(self, model: str | None = None, sparsity: float | None = None, number_format: str | None = None) -> None:
+        """Set the controls (nothing is measured until :meth:`measure`)."""
+        from labkd.compression import FORMATS, check_sparsity
+
+        if model is not None and model not in self.models:
+            raise ValueError(f"model={model!r} is unknown; choose one of {list(self.models)}")
+        if number_format is not None and number_format not in FORMATS:
+            raise ValueError(f"number_format={number_format!r} is unknown; choose one of {list(FORMATS)}")
+        if sparsity is not None:
+            sparsity = check_sparsity(sparsity)
+            if sparsity > self.sparsity.max:
+                raise ValueError(f"sparsity must be at most {self.sparsity.max:g} here, got {sparsity!r}")
+            self.sparsity.value = sparsity
+        if model is not None:
+            self.model_picker.value = model
+        if number_format is not None:
+            self.number_format.value = number_format
+
+    def label(self) -> str:
+        s = self.sparsity.value
+        return f"{self.model_picker.value}{f' · pruned {s:.0%}' if s > 0 else ''} · {self.number_format.value}"
+
+    def measure(self) -> dict:
+        """Build the chosen combination, measure it, add it to the plots and the table; returns its row."""
+        self.button.disabled = True
+        self.readout.value = f"measuring <b>{html.escape(self.label())}</b> …"
+        try:
+            self.timed(self._measure)
+        finally:
+            self.button.disabled = False
+        return self.measured[-1]
+
+    def _measure(self) -> None:
+        from labkd.compression import combine, measure
+
+        base = self.models[self.model_picker.value]
+        variant = combine(base, self.sparsity.value, self.number_format.value, self.calibration)
+        row = {"label": self.label(), **measure(variant, self.data, self.batch, runs=self.runs, threads=self.threads)}
+        row["from"] = measure(combine(base), self.data, None)
+        self.measured.append(row)
+        self.update()
+
+    def update(self) -> None:
+        """Redraw the 'your combinations' points and the table from what was measured (no model runs)."""
+        rows = self.measured
+        with self.figure.batch_update():
+            mine = self.figure.data[-2:]
+            for trace, key in zip(mine, ("stored_bytes", "latency_ms"), strict=True):
+                trace.x = [r[key] for r in rows]
+                trace.y = [r["test_acc"] for r in rows]
+                trace.text = [str(i + 1) for i in range(len(rows))]
+        lines = ["<tr><th>#</th><th>combination</th><th>test acc</th><th>Δ vs the model as trained</th><th>stored</th>"
+                 "<th>smaller by</th><th>nonzero params</th><th>ms / batch</th></tr>"]
+        for i, r in enumerate(rows, start=1):
+            ref = r["from"]
+            lines.append(f"<tr><td>{i}</td><td>{html.escape(r['label'])}</td><td>{r['test_acc']:.2%}</td>"
+                         f"<td>{(r['test_acc'] - ref['test_acc']) * 100:+.2f} pts</td>"
+                         f"<td>{r['stored_bytes'] / 1e3:,.1f} kB</td><td>{ref['stored_bytes'] / r['stored_bytes']:.1f}×</td>"
+                         f"<td>{r['nonzero']:,}</td><td>{r['latency_ms']:.2f}</td></tr>")
+        self.readout.value = f"<table style='font-size:12px'>{''.join(lines)}</table>"
 
 
 # --------------------------------------------------------------------------------------------
