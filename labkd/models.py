@@ -141,14 +141,17 @@ def mlp(
 
 def cnn(
     input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
-    pool_after: Sequence[int] | None = None, kernel_size: int = 3,
+    pool_after: Sequence[int] | None = None, kernel_size: int = 3, batch_norm: bool = True,
 ) -> BlockModel:
     """Conv-BN-ReLU layers (features ``conv1``...), 2x2 max-pooling after the layers in
     ``pool_after`` (1-based; default: after a third and two thirds of the layers, so most
     layers run on 14x14 or 7x7 maps and a CPU trains them quickly), global average pooling
     and a linear head. Wide and shallow: ``channels=(64, 128)``; deep and thin:
-    ``channels=(16, 16, 16, 32, 32, 32)``.
+    ``channels=(16, 16, 16, 32, 32, 32)``. ``batch_norm=False``: plain Conv(+bias)-ReLU layers
+    with PyTorch's default initialisation (the hard-to-train deep students of FitNets, lesson 03).
     """
+    if not isinstance(batch_norm, bool):
+        raise TypeError(f"batch_norm must be True or False, got {batch_norm!r}")
     channels = _check_sizes(channels, "channels", "channels must list positive channel counts")
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size <= 0 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd integer (3, 5, ...), got {kernel_size!r}")
@@ -168,7 +171,7 @@ def cnn(
         layers: list[nn.Module] = [
             nn.Conv2d(c_in, int(c), kernel_size, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(int(c)), nn.ReLU(),
-        ]
+        ] if batch_norm else [nn.Conv2d(c_in, int(c), kernel_size, padding=kernel_size // 2), nn.ReLU()]
         if i in pools:
             layers.append(nn.MaxPool2d(2))
         blocks[f"conv{i}"] = nn.Sequential(*layers)
