@@ -12,6 +12,7 @@ points ``LABKD_RESULTS_FILE`` at that path while the notebook runs.
 from __future__ import annotations
 
 import ast
+import re
 import copy
 import html
 import json
@@ -28,10 +29,12 @@ import nbformat
 
 from labkd.paths import notebooks_dir
 from labkd.results import CLAIMS, COMPARISONS
+from labkd.widgets import STATIC_PANEL_MIMETYPE
 
 #: The environment variable a notebook reads to know where to write its key results.
 RESULTS_ENV = "LABKD_RESULTS_FILE"
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
+WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
@@ -286,15 +289,63 @@ def read_results(path: Path) -> dict[str, Any] | None:
 # HTML
 
 
+#: MathJax 3 (SVG output: fonts drawn as paths, one self-contained file) from the
+#: ``django-static-mathjax`` package, copied beside the reports so equations render offline.
+MATHJAX_FILE = "tex-svg.js"
+MATHJAX_FOLDER = "mathjax"
+#: MathJax 3 reads this before it loads: the notebook's $...$ and $$...$$ delimiters.
+MATHJAX_CONFIG = (
+    "<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+    "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true, processEnvironments: true}, "
+    "svg: {fontCache: 'global'}};</script>\n"
+)
+
+
+def mathjax_source() -> Path:
+    """The packaged MathJax 3 script (raises ``FileNotFoundError`` naming the package if missing)."""
+    try:
+        import mathjax  # the django-static-mathjax distribution
+    except ImportError as error:
+        raise FileNotFoundError("MathJax is not installed: pip install django-static-mathjax "
+                                "(a labkd dependency; run `make install`)") from error
+    source = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5" / MATHJAX_FILE
+    if not source.is_file():
+        raise FileNotFoundError(f"the django-static-mathjax package has no {source}")
+    return source
+
+
+def install_mathjax(output_dir: Path) -> Path:
+    """Copy MathJax beside the reports once (``<output_dir>/mathjax/tex-svg.js``); return its path."""
+    source = mathjax_source()
+    target = Path(output_dir) / MATHJAX_FOLDER / MATHJAX_FILE
+    if not target.is_file() or target.stat().st_size != source.stat().st_size:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, source.read_text(encoding="utf-8"))
+    return target
+
+
 def export_html(notebook: Path, html_path: Path) -> Path:
-    """Write a standalone HTML page of an executed notebook (atomic) and return its path."""
+    """Write a standalone HTML page of an executed notebook (atomic) and return its path.
+
+    The page works from a file with no network: plotly.js is embedded once, and the equations
+    are typeset by a local MathJax 3 copied into ``mathjax/`` beside the page."""
     from nbconvert import HTMLExporter
 
+    html_path = Path(html_path)
+    install_mathjax(html_path.parent)
+    url = f"{MATHJAX_FOLDER}/{MATHJAX_FILE}"
     nb = nbformat.read(str(notebook), as_version=4)
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(template_name="lab", mathjax_url=url)
     body, _ = exporter.from_notebook_node(prepare_for_html(nb))
-    atomic_write_text(Path(html_path), body)
-    return Path(html_path)
+    tag = f'<script src="{url}">'
+    if tag not in body:
+        raise ValueError(f"the HTML template did not load MathJax from {url}; cannot configure it")
+    body = body.replace(tag, MATHJAX_CONFIG + tag, 1)
+    # require.js (from a CDN) only serves saved widget state, which a report never has: without
+    # it the page loads nothing from the network.
+    body = re.sub(r'<script src="https?://[^"]*require(\.min)?\.js"[^>]*>\s*</script>', "", body)
+    atomic_write_text(html_path, body)
+    return html_path
 
 
 def prepare_for_html(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -308,15 +359,21 @@ def prepare_for_html(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     embedded = False
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            figure = output.get("data", {}).get(PLOTLY_MIMETYPE)
-            if figure is None:
+            data = output.get("data", {})
+            figures = [data[PLOTLY_MIMETYPE]] if PLOTLY_MIMETYPE in data else []
+            static_panel = data.get(STATIC_PANEL_MIMETYPE)
+            if isinstance(static_panel, Mapping):  # a widget panel: no widget state in a report,
+                figures += list(static_panel.get("figures") or [])  # so show its first drawing
+                data.pop(STATIC_PANEL_MIMETYPE)
+                data.pop(WIDGET_VIEW_MIMETYPE, None)
+            if not figures:
                 continue
-            snippet = _figure_html(figure)
+            snippet = "".join(_figure_html(f) for f in figures)
             if not embedded:
                 snippet = _plotlyjs_script() + snippet
                 embedded = True
-            output["data"]["text/html"] = snippet
-            del output["data"][PLOTLY_MIMETYPE]
+            data["text/html"] = snippet
+            data.pop(PLOTLY_MIMETYPE, None)
     return nb
 
 

@@ -13,6 +13,10 @@ from collections.abc import Callable
 
 import plotly.graph_objects as go
 
+#: A mimetype no front-end renders: the panel's figures as they were first drawn, so that a
+#: report made without a live kernel (``labkd run`` → HTML) still shows each panel's figure.
+STATIC_PANEL_MIMETYPE = "application/vnd.labkd.static-panel+json"
+
 
 class Panel:
     """Base class: keeps the last callback's duration in ``last_update_ms``."""
@@ -35,7 +39,29 @@ class Panel:
     def _ipython_display_(self) -> None:  # display(panel) shows its widget
         from IPython.display import display
 
-        display(self.widget)
+        display(panel_bundle(self.widget), raw=True)
+
+
+def panel_figures(widget) -> list[go.FigureWidget]:
+    """Every ``FigureWidget`` inside ``widget`` (a box of controls and figures), in display order."""
+    if isinstance(widget, go.FigureWidget):
+        return [widget]
+    return [f for child in getattr(widget, "children", ()) or () for f in panel_figures(child)]
+
+
+def panel_bundle(widget) -> dict:
+    """The display bundle of a panel: its live widget view, plus a static copy of its figures
+    under :data:`STATIC_PANEL_MIMETYPE` (JupyterLab shows the widget; :mod:`labkd.runner` turns
+    the copy into plain plotly figures for the offline HTML report, where widgets cannot run)."""
+    bundle = dict(widget._repr_mimebundle_()) if hasattr(widget, "_repr_mimebundle_") else {"text/plain": repr(widget)}
+    figures = [go.Figure(f).to_plotly_json() for f in panel_figures(widget)]
+    if figures:
+        import json
+
+        import plotly.utils
+
+        bundle[STATIC_PANEL_MIMETYPE] = {"figures": json.loads(json.dumps(figures, cls=plotly.utils.PlotlyJSONEncoder))}
+    return bundle
 
 
 def figure_widget(figure: go.Figure | None = None) -> go.FigureWidget:
