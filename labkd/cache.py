@@ -220,6 +220,29 @@ def check_writable(key: str | None = None) -> Path:
     return folder
 
 
+def lock(key: str):
+    """An inter-process lock on one entry (a ``filelock.FileLock`` on ``.<key>.lock`` in the cache
+    folder): two processes asking for the same model, e.g. two notebooks of ``labkd run --jobs 2``
+    that both need the standard teacher, train it once; the second waits, then loads it.
+
+    A cache folder that cannot take the lock file (read-only, e.g. a shared class cache) gives a
+    no-op lock: loading still works, and training there fails early in :func:`check_writable`."""
+    import contextlib
+
+    from filelock import FileLock
+
+    if not KEY_PATTERN.fullmatch(str(key)):
+        raise ValueError(f"key must be a cache key of 20 hex digits, got {key!r}")
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return contextlib.nullcontext()
+    if not os.access(folder, os.W_OK):
+        return contextlib.nullcontext()
+    return FileLock(str(folder / f".{key}.lock"))
+
+
 @dataclass
 class Entry:
     key: str

@@ -3,6 +3,7 @@
     labkd data [--download] [--root DIR]
     labkd run [NOTEBOOK ...] [--fast] [--solutions] [--output DIR] [--param KEY=VALUE ...]
     labkd cache list|clear|verify
+    labkd cache export|import FILE [--only PATTERN] [--replace]
     labkd bench [--quick] [--json]
 
 Exit codes: 0 success, 1 something failed (a notebook, a download, a checksum, an unreadable or
@@ -85,8 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     cache = commands.add_parser("cache", help="list, verify or clear the trained-model cache")
-    cache.add_argument("action", choices=["list", "clear", "verify"],
-                       help="verify: check every entry's key and checksum (after copying a cache)")
+    cache.add_argument("action", choices=["list", "clear", "verify", "export", "import"],
+                       help="verify: check every entry's key and checksum; export FILE / import FILE: hand "
+                            "trained models to another machine in one archive")
+    cache.add_argument("archive", nargs="?", type=Path, metavar="FILE", help="the archive of export/import")
+    cache.add_argument("--only", metavar="PATTERN",
+                       help="export/import only entries whose description or key matches this glob, e.g. '*mnist*'")
+    cache.add_argument("--replace", action="store_true",
+                       help="import: also replace valid entries already in the cache (default: keep them)")
     cache.set_defaults(handler=cmd_cache)
 
     bench = commands.add_parser("bench", help="time training on this machine")
@@ -198,6 +205,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if cache is None:
         return EXIT_FAILED
     folder = _cache_folder()
+    if args.action in ("export", "import"):
+        return _cache_archive(args, folder)
+    if args.archive is not None or args.only is not None or args.replace:
+        raise UsageError(f"FILE, --only and --replace go with 'export' or 'import', not {args.action!r}")
     if args.action == "clear":
         removed = cache.clear()
         print(f"removed {removed} cached model{'s' if removed != 1 else ''} from {folder}")
@@ -219,6 +230,25 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"{key}  {_format_size(size):>9}  {modified}  {description}")
     print(f"{len(entries)} entr{'ies' if len(entries) != 1 else 'y'}, {_format_size(total)}")
     return EXIT_OK
+
+
+def _cache_archive(args: argparse.Namespace, folder: Path) -> int:
+    """``labkd cache export FILE`` / ``labkd cache import FILE``: one archive of trained models."""
+    from labkd import cache_archive
+
+    if args.archive is None:
+        raise UsageError(f"'labkd cache {args.action}' needs the archive FILE, e.g. labkd cache {args.action} models.tar")
+    if args.action == "export":
+        if args.replace:
+            raise UsageError("--replace goes with 'import', not 'export'")
+        manifest = cache_archive.export_cache(args.archive, only=args.only)
+        size = args.archive.stat().st_size
+        print(f"exported {len(manifest['entries'])} cached model(s) from {folder} to {args.archive} "
+              f"({_format_size(size)})")
+        return EXIT_OK
+    report = cache_archive.import_cache(args.archive, replace=args.replace, only=args.only)
+    print(f"imported {args.archive} into {folder}: {report.summary()}")
+    return EXIT_FAILED if report.skipped else EXIT_OK
 
 
 def _verify_cache(cache: Any, folder: Path) -> int:

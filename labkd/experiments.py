@@ -10,6 +10,7 @@ The second call with the same arguments loads the weights and history from the c
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -117,36 +118,39 @@ def train_model(
         "init": None if init is None else model_identity(init),
     })
     regressor = _hint_regressor(model, teacher_model, config)
-    entry = cache.load(key) if use_cache else None
-    if entry is not None:
-        try:
-            model.load_state_dict(entry["state_dict"])
-            if regressor is not None:
-                regressor.load_state_dict(entry["regressor"])
-        except (RuntimeError, KeyError) as error:  # shapes changed under the same key
-            import warnings
-            warnings.warn(f"cached model {key} does not fit ({error}); retraining", cache.CacheWarning, stacklevel=2)
-            entry = None
-    if entry is not None:
-        model.cache_key = key
-        return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True,
-                       list(entry.get("checkpoints", [])), regressor)
+    # one process at a time per key: a second one waits for the first to train and store the
+    # model, then loads it (labkd run --jobs N shares teachers this way)
+    with cache.lock(key) if use_cache else contextlib.nullcontext():
+        entry = cache.load(key) if use_cache else None
+        if entry is not None:
+            try:
+                model.load_state_dict(entry["state_dict"])
+                if regressor is not None:
+                    regressor.load_state_dict(entry["regressor"])
+            except (RuntimeError, KeyError) as error:  # shapes changed under the same key
+                import warnings
+                warnings.warn(f"cached model {key} does not fit ({error}); retraining", cache.CacheWarning, stacklevel=2)
+                entry = None
+        if entry is not None:
+            model.cache_key = key
+            return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True,
+                           list(entry.get("checkpoints", [])), regressor)
 
-    if use_cache:  # fail now, not after an hour of training, if the result cannot be stored
-        cache.check_writable(key)
-    result = fit(model, data, config, teacher=teacher_model, teacher_logits=teacher_logits,
-                 regressor=regressor, progress=progress)
-    model.cache_key = key
-    trained = Trained(model, result.history, key, result.seconds, False, result.checkpoints, result.regressor)
-    if use_cache:
-        store(key, {
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "history": result.history,
-            "seconds": result.seconds,
-            "checkpoints": result.checkpoints,
-            "regressor": None if regressor is None else {k: v.cpu() for k, v in regressor.state_dict().items()},
-        }, label or f"{arch} {config.loss} seed={config.seed} on {data.name}")
-    return trained
+        if use_cache:  # fail now, not after an hour of training, if the result cannot be stored
+            cache.check_writable(key)
+        result = fit(model, data, config, teacher=teacher_model, teacher_logits=teacher_logits,
+                     regressor=regressor, progress=progress)
+        model.cache_key = key
+        trained = Trained(model, result.history, key, result.seconds, False, result.checkpoints, result.regressor)
+        if use_cache:
+            store(key, {
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "history": result.history,
+                "seconds": result.seconds,
+                "checkpoints": result.checkpoints,
+                "regressor": None if regressor is None else {k: v.cpu() for k, v in regressor.state_dict().items()},
+            }, label or f"{arch} {config.loss} seed={config.seed} on {data.name}")
+        return trained
 
 
 def store(key: str, entry: dict, description: str) -> bool:
