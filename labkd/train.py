@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkd import feature_losses, losses
+from labkd import clock, feature_losses, losses
 from labkd.data import Data, batches
 from labkd.metrics import predict_logits
 from labkd.models import check_feature_name
@@ -80,11 +80,20 @@ class TrainConfig:
     #: evaluate val and test every this many epochs (and after the last); other rows hold NaN.
     #: Evaluating 15,000 images costs far more than an epoch on a small training set.
     eval_every: int = 1
+    #: early-stopped KD (ESKD, Cho & Hariharan 2019): the distillation loss for the
+    #: first ``kd_epochs`` epochs, then cross-entropy on the labels alone, in one schedule.
+    kd_epochs: int | None = None
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
         _positive_int(self.batch_size, "batch_size")
         _positive_int(self.eval_every, "eval_every")
+        if self.kd_epochs is not None:
+            _positive_int(self.kd_epochs, "kd_epochs")
+            if self.kd_epochs > self.epochs:
+                raise ValueError(f"kd_epochs={self.kd_epochs} is beyond the schedule: the run trains epochs={self.epochs}")
+            if self.loss not in ("distillation", "soft_target", "logit_matching"):
+                raise ValueError(f"kd_epochs (stop distilling early) needs a distillation loss, not loss={self.loss!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r} is unknown; expected one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
@@ -279,8 +288,11 @@ def fit(
     """
     if teacher is not None and not isinstance(teacher, nn.Module) and isinstance(getattr(teacher, "model", None), nn.Module):
         teacher = teacher.model  # a Trained, as train_model accepts
+    start = time.perf_counter()
     with fixed_threads():
-        return _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch)
+        result = _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch)
+    clock.add_training(time.perf_counter() - start)
+    return result
 
 
 def _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch) -> FitResult:
@@ -338,6 +350,8 @@ def _fit(model, data, config, teacher, teacher_logits, regressor, progress, devi
         scheduler = make_scheduler(optimizer, config, steps_per_epoch)
         bar = progress_bar(config.epochs, "epochs", "epoch", show)
         for epoch in range(1, config.epochs + 1):
+            if config.kd_epochs is not None and epoch == config.kd_epochs + 1:  # ESKD: labels from here on
+                objective = _objective(config.replace(loss="cross_entropy", kd_epochs=None))
             model.train()
             if regressor is not None:
                 regressor.train()

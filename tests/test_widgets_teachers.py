@@ -10,10 +10,15 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
+from labkd import early_stopping as es
 from labkd import load_data
+from labkd import teacher_size as tsz
 from labkd import teacher_studies as ts
+from labkd.train import TrainConfig
 from labkd.widgets.early_stopping import EarlyStoppingPanel, early_stopping_figure, eskd_figure
-from labkd.widgets.teacher_size import TeacherSizePanel, assistant_figure, size_curves, teacher_size_figure
+from labkd.widgets.teacher_size import (
+    TeacherSizePanel, assistant_figure, mimicry_figure, size_curves, teacher_size_figure,
+)
 
 SANITY_MS = 1000  # far above the 50 ms target: only catches a callback that trains or loops badly
 
@@ -24,20 +29,22 @@ def data():
     return load_data("digits", val_size=200)
 
 
+TEACHER = TrainConfig(epochs=2, batch_size=32, lr=0.05, eval_every=2)
+
+
 @pytest.fixture(scope="module")
 def kd():
-    return ts.kd_config(fast=True).replace(epochs=2, batch_size=32)
+    return TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=0.003, loss="distillation", eval_every=2)
 
 
 @pytest.fixture(scope="module")
 def family(data):
-    recipe = ts.teacher_config(fast=True).replace(batch_size=32, jitter=0)
-    return ts.train_teacher_family(data, [(16, 16), (64, 64)], [0], recipe, progress=False)
+    return tsz.train_teacher_family(data, [(16, 16), (64, 64)], [0], TEACHER, progress=False)
 
 
 @pytest.fixture(scope="module")
 def grid(data, family, kd):
-    return ts.distil_grid(data, family, [(8, 8)], kd, progress=False)
+    return tsz.distil_grid(data, family, [(8, 8)], kd, progress=False)
 
 
 # -- lesson 04 -----------------------------------------------------------------------------
@@ -49,7 +56,16 @@ def test_teacher_size_figure(family, grid):
     teacher, student, best = fig.data[0], fig.data[4], fig.data[5]
     assert list(teacher.x) == sorted(r["params"] for r in family.rows)
     assert len(student.y) == 2 and best.y[0] == max(student.y)
-    assert fig.data[3].y[0] == pytest.approx(next(r["test_acc"] for r in grid if r["teacher"] == ts.BASELINE))
+    assert fig.data[3].y[0] == pytest.approx(next(r["val_acc"] for r in grid if r["teacher"] == ts.BASELINE))
+    assert "validation" in fig.layout.annotations[1].text
+
+
+def test_mimicry_figure(family, grid):
+    fig = mimicry_figure(tsz.mimicry(grid, family))
+    assert len(fig.data) == 2 and len(fig.data[0].x) == 2 and fig.layout.xaxis.type == "log"
+    assert "bits" in fig.layout.annotations[0].text
+    with pytest.raises(ValueError, match="empty"):
+        mimicry_figure([])
 
 
 def test_size_curves_without_runs(family):
@@ -94,13 +110,12 @@ def test_teacher_size_panel_validates(data, family, grid, kd):
 
 def test_assistant_figure():
     rows = [{"route": route, "test_acc": v, "student": "s"}
-            for route, vs in ((ts.BASELINE, (0.90, 0.91)), ("teacher → student", (0.92, 0.93)),
-                              ("teacher → TA x → student", (0.94, 0.95))) for v in vs]
+            for route, vs in (("direct", (0.92, 0.93)), ("via TA x", (0.94, 0.95))) for v in vs]
     fig = assistant_figure(rows)
     bars = fig.data[0]
-    assert list(bars.x) == [ts.BASELINE, "teacher → student", "teacher → TA x → student"]
-    assert list(bars.y) == pytest.approx([0.905, 0.925, 0.945])
-    assert len(fig.data[1].y) == 6
+    assert list(bars.x) == ["direct", "via TA x"]
+    assert list(bars.y) == pytest.approx([0.925, 0.945])
+    assert len(fig.data[1].y) == 4 and bars.marker.color[0] != bars.marker.color[1]
 
 
 # -- lesson 05 -----------------------------------------------------------------------------
@@ -111,7 +126,8 @@ def _synthetic_panel(epochs=(1, 2, 5), k=3, c=10):
     logits = torch.randn(len(epochs), k, c, generator=gen) * torch.tensor(epochs, dtype=torch.float)[:, None, None]
     images = torch.rand(k, 1, 8, 8, generator=gen)
     student = (list(epochs), [0.90, 0.93, 0.92], [0.01, 0.0, 0.02])
-    teacher = {e: {"test_acc": 0.9 + e / 100, "entropy_T": 2.0 / e, "ece": 0.01 * e} for e in epochs}
+    teacher = {e: {"train_acc": 0.95, "test_acc": 0.9 + e / 100, "entropy_bits": 2.0 / e, "ece": 0.01 * e}
+               for e in epochs}
     panel = EarlyStoppingPanel(logits, epochs, images, [0, 1, 2], [str(i) for i in range(c)], student,
                                teacher=teacher, baseline=0.88, temperature=4.0)
     return panel, logits
@@ -130,9 +146,9 @@ def test_early_stopping_panel_slider_moves_bars_and_highlight():
         colours = panel.figure.data[k + j].marker.color
         assert colours[j] != colours[(j + 1) % 10], "the labelled class is coloured differently"
     assert list(panel.figure.data[-1].x) == [2] and list(panel.figure.data[-1].y) == [0.93]
-    assert "epoch 2" in panel.readout.value and "93.00%" in panel.readout.value
+    assert "2 epochs" in panel.readout.value and "93.00%" in panel.readout.value and "bits" in panel.readout.value
     assert np.allclose(panel.probabilities(1), torch.softmax(logits[0] / 4.0, 1).numpy())
-    with pytest.raises(ValueError, match="no checkpoint"):
+    with pytest.raises(ValueError, match="not one of"):
         panel.select(3)
 
 
@@ -149,28 +165,30 @@ def test_early_stopping_panel_validates():
                            temperature=-1)
 
 
-def test_early_stopping_panel_from_runs(data, kd):
-    recipe = ts.teacher_config(fast=True, checkpoints=True).replace(epochs=3, batch_size=32, jitter=0)
-    teachers = ts.train_checkpointed_teachers(data, (32, 32), [0], recipe, progress=False)
-    stats = ts.checkpoint_stats(teachers, data)
-    sweep = ts.checkpoint_sweep(data, teachers, (8, 8), kd, epochs=[1, 3], progress=False)
-    panel = EarlyStoppingPanel.from_runs(teachers[0], data, stats, sweep, temperature=4.0, n_images=2)
-    assert panel.epochs == [1, 3] and len(panel.labels) == 2
+def test_early_stopping_panel_from_teachers(data, kd):
+    teachers = es.train_schedule_teachers(data, (32, 32), [1, 2], [0], TEACHER, progress=False)
+    rows = es.teacher_rows(teachers, data)
+    students = es.distil_from_schedules(data, teachers, (8, 8), kd, [0], progress=False)
+    panel = EarlyStoppingPanel.from_teachers({e: teachers[(e, 0)] for e in (1, 2)}, data, rows, students, n_images=2)
+    assert panel.epochs == [1, 2] and len(panel.labels) == 2
     first = np.array(panel.figure.data[2].y)
     panel.select(1)
-    assert not np.allclose(panel.figure.data[2].y, first), "a different checkpoint, different soft targets"
+    assert not np.allclose(panel.figure.data[2].y, first), "a different teacher, different soft targets"
     assert "ECE" in panel.readout.value
 
-    fig = early_stopping_figure(stats, sweep)
-    assert isinstance(fig, go.Figure) and len(fig.data) == 5  # four panels + the labels-only line
-    assert list(fig.data[0].x) == [1, 3] and list(fig.data[1].x) == [1, 2, 3]
+    fig = early_stopping_figure(rows, students)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 6  # five curves + the labels-only line
+    assert list(fig.data[0].x) == [1, 2] and "bits" in fig.layout.annotations[2].text
 
 
 def test_eskd_figure():
-    rows = [{"student": "s", "stop_epoch": 2, "arm": arm, "seed": s, "test_acc": 0.9, "curve": [0.5, 0.7, 0.8, 0.9]}
-            for arm in ts.ARMS for s in (0, 1)]
+    rows = [{"student": "s", "stop_epoch": k, "arm": arm, "seed": s, "val_acc": 0.9 + (k or 0) / 100}
+            for k, arm in ((None, es.KD_THROUGHOUT), (None, ts.BASELINE), (2, "ESKD k=2"), (5, "ESKD k=5"))
+            for s in (0, 1)]
     fig = eskd_figure(rows)
-    assert len(fig.data) == 3 and all(len(t.y) == 4 for t in fig.data)
-    assert fig.layout.shapes[0].x0 == 2.5
-    with pytest.raises(ValueError, match="stop_epoch=7"):
-        eskd_figure(rows, stop_epoch=7)
+    assert len(fig.data) == 3 and list(fig.data[0].x) == [2, 5]
+    assert list(fig.data[0].y) == pytest.approx([0.92, 0.95])
+    with pytest.raises(ValueError, match="no ESKD"):
+        eskd_figure([r for r in rows if r["stop_epoch"] is None])
+    with pytest.raises(ValueError, match="empty"):
+        eskd_figure([])

@@ -1,7 +1,8 @@
 """Figures and panel of lesson 04 (teacher size): which teacher size suits which student?
 
->>> teacher_size_figure(family.rows, grid_rows, "784-10-10-10")     # accuracy against teacher size
->>> assistant_figure(ta_rows)                                       # direct KD or via an assistant
+>>> teacher_size_figure(family.rows, rows, "784-10-10-10")   # accuracy against teacher size
+>>> mimicry_figure(teacher_size.mimicry(rows, family))       # the capacity gap, measured
+>>> assistant_figure(ta_rows)                                # direct KD or via an assistant
 
 >>> panel = TeacherSizePanel(data, family, grid_rows, kd_config(fast), student_widths=[10, 30, 100, 300])
 >>> panel                          # drop-down, Train button, progress bar, two-panel figure
@@ -23,9 +24,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from labkd.data import Data
+from labkd.teacher_size import TeacherFamily, distil_grid
 from labkd.teacher_studies import (
-    BASELINE, COLOURS, TeacherFamily, check_config, distil_grid, input_size, mlp_hidden, mlp_name,
-    mlp_num_parameters, summarize,
+    BASELINE, COLOURS, check_config, input_size, mlp_hidden, mlp_name, mlp_num_parameters, summarize,
 )
 from labkd.train import TrainConfig
 from labkd.widgets import Panel, cycle_values, figure_widget
@@ -40,10 +41,14 @@ class TeacherSizePanel(Panel):
         rows: :func:`labkd.teacher_studies.distil_grid` rows (may cover only some students).
         config: the distillation recipe used for ``rows`` (new students are trained with it).
         student_widths: the widths offered in the drop-down (each an MLP of ``depth`` layers).
+        metric: what the student curve shows (``"val_acc"``: the split regimes are chosen on).
+        seeds: the seeds to draw and train (default: all of the family's).
+    Only the rows distilled at the temperature and alpha of ``config`` are drawn.
     """
 
     def __init__(self, data: Data, family: TeacherFamily, rows: Sequence[Mapping], config: TrainConfig,
-                 student_widths: Sequence[int], depth: int = 2) -> None:
+                 student_widths: Sequence[int], depth: int = 2, metric: str = "val_acc",
+                 seeds: Sequence[int] | None = None) -> None:
         check_config(config, "config", loss="distillation")
         if not family.teachers:
             raise ValueError("family has no teachers; train them with train_teacher_family first")
@@ -52,8 +57,10 @@ class TeacherSizePanel(Panel):
             raise ValueError("student_widths is empty; give the student widths to offer, e.g. [10, 30, 100]")
         self.hiddens = {w: mlp_hidden(w, depth) for w in widths}  # validates widths and depth
         self.data, self.family, self.config = data, family, config
-        self.rows = list(rows)
-        self.seeds = family.seeds
+        self.rows = [r for r in rows if r["teacher"] == BASELINE
+                     or (r.get("temperature"), r.get("alpha")) == (config.temperature, config.alpha)]
+        self.seeds = family.seeds if seeds is None else [int(v) for v in seeds]
+        self.metric = metric
 
         self.picker = widgets.Dropdown(options=self._options(), value=self._first_trained(widths),
                                        description="student", style={"description_width": "initial"},
@@ -123,8 +130,8 @@ class TeacherSizePanel(Panel):
 
     def update(self) -> None:
         """Summarize the rows of the chosen student and refill the figure's traces in place."""
-        curves = size_curves(self.family.rows, self.rows, self.student)
-        fill_size_figure(self.figure, curves, self.student, teachers=not self._drawn)
+        curves = size_curves(self.family.rows, self.rows, self.student, self.metric)
+        fill_size_figure(self.figure, curves, self.student, teachers=not self._drawn, metric=self.metric)
         self._drawn = True
         missing = self.missing_runs()
         self.train_button.disabled = missing == 0
@@ -180,14 +187,15 @@ class TeacherSizePanel(Panel):
 # Figures
 
 
-def size_curves(family_rows: Sequence[Mapping], rows: Sequence[Mapping], student: str) -> dict:
-    """The numbers :func:`teacher_size_figure` and the widget draw for one student: teacher and
-    student accuracy (mean, std) against teacher parameters, the baseline and the best teacher."""
+def size_curves(family_rows: Sequence[Mapping], rows: Sequence[Mapping], student: str, metric: str = "val_acc") -> dict:
+    """The numbers :func:`teacher_size_figure` and the widget draw for one student: teacher test
+    accuracy and student ``metric`` (mean, std) against teacher parameters, the baseline and the
+    best teacher. ``rows`` should hold one setting (T, alpha) per teacher."""
     teachers = sorted(summarize(family_rows, ["teacher", "params"]), key=lambda r: r["params"])
     mine = [r for r in rows if r["student"] == student]
-    kd = sorted((r for r in summarize(mine, ["teacher", "teacher_params"]) if r["teacher"] != BASELINE),
+    kd = sorted((r for r in summarize(mine, ["teacher", "teacher_params"], metric) if r["teacher"] != BASELINE),
                 key=lambda r: r["teacher_params"]) if mine else []
-    base = [r for r in summarize(mine, ["teacher"]) if r["teacher"] == BASELINE] if mine else []
+    base = [r for r in summarize(mine, ["teacher"], metric) if r["teacher"] == BASELINE] if mine else []
     best = max(kd, key=lambda r: r["mean"]) if kd else None
     return {
         "teacher_x": [r["params"] for r in teachers], "teacher_y": [r["mean"] for r in teachers],
@@ -200,15 +208,21 @@ def size_curves(family_rows: Sequence[Mapping], rows: Sequence[Mapping], student
     }
 
 
-def teacher_size_figure(family_rows: Sequence[Mapping], rows: Sequence[Mapping], student: str) -> go.Figure:
+def teacher_size_figure(family_rows: Sequence[Mapping], rows: Sequence[Mapping], student: str,
+                        metric: str = "val_acc") -> go.Figure:
     """Two panels sharing a log x-axis (teacher parameters): the teachers' test accuracy on top,
-    the distilled student's below (mean ± std over seeds), with the labels-only baseline as a
-    dashed line and band and the best teacher starred."""
+    the distilled student's ``metric`` below (mean ± std over seeds), with the labels-only
+    baseline as a dashed line and band and the best teacher starred. ``rows``: one (T, alpha)
+    per teacher (:func:`labkd.teacher_size.chosen_rows`)."""
     fig = go.Figure(make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                                  subplot_titles=("teacher test accuracy", f"student {student}: test accuracy")))
+                                  subplot_titles=("teacher test accuracy", f"student {student}: {_metric_name(metric)}")))
     _size_traces(fig)
-    fill_size_figure(fig, size_curves(family_rows, rows, student), student)
+    fill_size_figure(fig, size_curves(family_rows, rows, student, metric), student, metric=metric)
     return fig
+
+
+def _metric_name(metric: str) -> str:
+    return {"val_acc": "validation accuracy", "test_acc": "test accuracy"}.get(metric, metric)
 
 
 def _size_traces(fig: go.Figure) -> None:
@@ -236,7 +250,7 @@ def _size_traces(fig: go.Figure) -> None:
     fig.update_layout(height=560, margin=dict(l=60, r=20, t=40, b=50), legend=dict(orientation="h", y=-0.15))
 
 
-def fill_size_figure(fig: go.Figure, curves: Mapping, student: str, teachers: bool = True) -> None:
+def fill_size_figure(fig: go.Figure, curves: Mapping, student: str, teachers: bool = True, metric: str = "val_acc") -> None:
     """Put ``curves`` (from :func:`size_curves`) into the traces of ``fig`` in place.
 
     Plain attribute assignments inside one batch update: the panel redraws in a few
@@ -261,7 +275,7 @@ def fill_size_figure(fig: go.Figure, curves: Mapping, student: str, teachers: bo
         middle = float(np.sqrt(span[0] * span[1]))
         t[6].x, t[6].y = ([middle], [0.5]) if empty else ([], [])
         t[6].text = [f"{student}: not trained yet — press Train"] if empty else []
-        fig.layout.annotations[1].text = f"student {student}: test accuracy"
+        fig.layout.annotations[1].text = f"student {student}: {_metric_name(metric)}"
 
 
 class _batch:
@@ -282,8 +296,7 @@ def assistant_figure(rows: Sequence[Mapping]) -> go.Figure:
     """Student test accuracy per route (mean ± std over seeds, one dot per seed)."""
     stats = summarize(rows, ["route"])
     fig = go.Figure()
-    colours = [COLOURS["baseline"] if s["route"] == BASELINE else COLOURS["student"] if "TA" not in s["route"]
-               else COLOURS["assistant"] for s in stats]
+    colours = [COLOURS["assistant"] if "TA" in s["route"] else COLOURS["student"] for s in stats]
     fig.add_trace(go.Bar(x=[s["route"] for s in stats], y=[s["mean"] for s in stats], marker_color=colours,
                          error_y=dict(type="data", array=[s["std"] for s in stats], visible=True),
                          name="mean ± std", hovertemplate="%{x}<br>%{y:.2%}<extra></extra>"))
@@ -297,6 +310,28 @@ def assistant_figure(rows: Sequence[Mapping]) -> go.Figure:
     student = rows[0]["student"] if rows else ""
     fig.update_layout(title=f"Student {student}: direct distillation or through a teacher assistant",
                       height=420, showlegend=True)
+    return fig
+
+
+def mimicry_figure(mimic: Sequence[Mapping], temperature: float = 4.0) -> go.Figure:
+    """The capacity gap, measured (rows of :func:`labkd.teacher_size.mimicry`): against teacher
+    parameters, the entropy of the teacher's soft targets on the transfer set (bits) and how far
+    the student stays from its teacher there, KL(teacher || student) at T (nats)."""
+    if not mimic:
+        raise ValueError("mimic is empty: compute it with labkd.teacher_size.mimicry")
+    x = [m["params"] for m in mimic]
+    names = [m["teacher"] for m in mimic]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=(f"teacher soft-target entropy on the transfer set, T={temperature:g} (bits)",
+                                        f"student's KL(teacher ‖ student) on the transfer set, T={temperature:g} (nats)"))
+    fig.add_trace(go.Scatter(x=x, y=[m["entropy_bits"] for m in mimic], text=names, mode="lines+markers",
+                             name="teacher entropy", marker_color=COLOURS["teacher"],
+                             error_y=dict(type="data", array=[m["entropy_std"] for m in mimic], visible=True)), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=[m["kl"] for m in mimic], text=names, mode="lines+markers",
+                             name="student KL to its teacher", marker_color=COLOURS["student"],
+                             error_y=dict(type="data", array=[m["kl_std"] for m in mimic], visible=True)), row=1, col=2)
+    fig.update_xaxes(type="log", title_text="teacher parameters (log scale)")
+    fig.update_layout(height=380, margin=dict(l=50, r=20, t=50, b=50), showlegend=False)
     return fig
 
 
@@ -323,7 +358,9 @@ def benchmark_cases() -> dict:
         for t in [*teachers, None]:
             for s in seeds:
                 th = None if t is None else mlp_hidden(t)
-                rows.append({"student": mlp_name(mlp_hidden(sw), data), "seed": s, "test_acc": 0.95 + rng.normal(0, 0.003),
+                acc = 0.95 + rng.normal(0, 0.003)
+                rows.append({"student": mlp_name(mlp_hidden(sw), data), "seed": s, "test_acc": acc, "val_acc": acc,
+                             "temperature": None if t is None else 4.0, "alpha": None if t is None else 0.9,
                              "teacher": BASELINE if th is None else mlp_name(th, data), "teacher_hidden": th,
                              "teacher_params": None if th is None else mlp_num_parameters(784, th, 10)})
     panel = TeacherSizePanel(data, family, rows, TrainConfig(loss="distillation"), students)

@@ -1,0 +1,367 @@
+r"""Lesson 04: is a bigger teacher a better teacher? Teacher size and teacher assistants.
+
+Cho & Hariharan ("On the Efficacy of Knowledge Distillation", ICCV 2019,
+https://arxiv.org/abs/1910.01348) found that a small student often learns *less* from a large,
+accurate teacher than from a smaller one (a "capacity gap": the student cannot mimic the large
+teacher); Mirzadeh et al. ("Improved Knowledge Distillation via Teacher Assistant", AAAI 2020,
+https://arxiv.org/abs/1902.03393) put an intermediate-size *teacher assistant* between the two.
+
+The lesson's regime (recipes as data in :data:`RECIPES`): MLP teachers of growing width trained
+without jitter or dropout until they fit their transfer set, a very small student, and for each
+teacher the distillation temperature and weight chosen on the **validation** split with the
+development seeds (:data:`labkd.teacher_studies.DEV_SEEDS`). The claims are then confirmed on
+fresh, paired seeds with :func:`labkd.stats.claim`:
+
+>>> family = train_teacher_family(data, [(16, 16), (64, 64), (256, 256)], seeds, recipes(fast)["teacher"])
+>>> dev = distil_grid(data, family, [(10, 10)], recipes(fast)["student"], seeds=DEV_SEEDS, settings=SETTINGS)
+>>> chosen = best_settings(dev)                       # {teacher: (T, alpha)} on validation
+>>> fresh = distil_grid(data, family, [(10, 10)], kd, seeds=fresh_seeds, settings=chosen)
+>>> size_claim(dev, fresh, family, fresh_seeds).verdict
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from labkd import metrics, stats
+from labkd.checks import Hidden, check_hidden, check_seeds
+from labkd.data import Data
+from labkd.experiments import Trained, train_model
+from labkd.losses import check_alpha, check_temperature
+from labkd.progress import RunProgress
+from labkd.teacher_studies import (  # noqa: F401 (RECIPES, recipes: the lesson's recipes, re-exported)
+    BASELINE, FAST_RECIPES, RECIPES, TEMPERATURE, recipes, _check_hidden_list, check_config, choose,
+    claim_from_rows, entropy_bits, input_size, mlp_name, mlp_num_parameters, student_row, summarize
+)
+from labkd.train import TrainConfig
+
+RowFn = Callable[[int, int], None]
+
+#: The (temperature, alpha) pairs tried for every teacher on the validation split.
+SETTINGS = ((4.0, 0.9), (2.0, 0.5), (4.0, 0.5), (8.0, 0.9))
+
+
+def check_settings(settings: object, argument: str = "settings") -> list[tuple[float, float]]:
+    """A non-empty list of distinct ``(temperature, alpha)`` pairs, validated."""
+    if isinstance(settings, (str, bytes)) or not isinstance(settings, Sequence) or not settings:
+        raise ValueError(f"{argument} must be a non-empty list of (temperature, alpha) pairs such as [(4.0, 0.9)], "
+                         f"got {settings!r}")
+    out = []
+    for pair in settings:
+        if not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ValueError(f"each entry of {argument} must be a (temperature, alpha) pair, got {pair!r}")
+        out.append((float(check_temperature(pair[0], f"the temperature in {argument}")), float(check_alpha(pair[1]))))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{argument} lists the same (temperature, alpha) pair twice: {out}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The teacher family
+
+
+@dataclass
+class TeacherFamily:
+    """Trained teachers by ``(hidden, seed)`` and one tidy row per teacher."""
+
+    data: Data
+    teachers: dict[tuple[Hidden, int], Trained] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def hidden_sizes(self) -> list[Hidden]:
+        """The teachers' layer widths, smallest (fewest parameters) first."""
+        return sorted({h for h, _ in self.teachers},
+                      key=lambda h: mlp_num_parameters(input_size(self.data), h, self.data.num_classes))
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for _, s in self.teachers})
+
+    def get(self, hidden: Sequence[int], seed: int) -> Trained:
+        key = (tuple(int(h) for h in hidden), int(seed))
+        if key not in self.teachers:
+            raise KeyError(f"no teacher {key[0]} with seed {seed}; the family has {self.hidden_sizes} "
+                           f"with seeds {self.seeds}")
+        return self.teachers[key]
+
+    def largest(self) -> Hidden:
+        return self.hidden_sizes[-1]
+
+    def name(self, hidden: Sequence[int]) -> str:
+        return mlp_name(hidden, self.data)
+
+    def hidden(self, name: str) -> Hidden:
+        """The layer widths of the teacher called ``name`` ("784-64-64-10" -> (64, 64))."""
+        for h in self.hidden_sizes:
+            if self.name(h) == name:
+                return h
+        raise KeyError(f"no teacher called {name!r}; the family has {[self.name(h) for h in self.hidden_sizes]}")
+
+
+def train_teacher_family(
+    data: Data, hidden_sizes: Sequence[Sequence[int]], seeds: Sequence[int], config: TrainConfig,
+    temperature: float = TEMPERATURE, progress: bool | None = None, on_run: RowFn | None = None,
+) -> TeacherFamily:
+    """Train one MLP teacher per ``(hidden, seed)`` with ``config`` (seed replaced), cached.
+
+    Rows: ``teacher``, ``hidden``, ``params``, ``seed``, ``test_acc``, ``val_acc``, ``train_acc``
+    (last epoch, on the transfer set itself: 100 % means it fits it), ``entropy_bits`` (mean
+    entropy in bits of its soft targets on the transfer set at ``temperature``) and ``seconds``.
+    """
+    hiddens = _check_hidden_list(hidden_sizes, "hidden_sizes")
+    seeds = check_seeds(seeds)
+    check_config(config, "config", loss="cross_entropy")
+    t = check_temperature(temperature)
+    family = TeacherFamily(data)
+    runs = RunProgress(len(hiddens) * len(seeds), "teachers", progress, on_run)
+    for seed in seeds:
+        for hidden in hiddens:
+            name = mlp_name(hidden, data)
+            trained = train_model("mlp", data, config.replace(seed=seed), hidden=hidden, progress=False,
+                                  label=f"teacher {name} seed={seed} on {data.name}")
+            family.teachers[(hidden, seed)] = trained
+            family.rows.append({
+                "teacher": name, "hidden": hidden, "params": mlp_num_parameters(input_size(data), hidden, data.num_classes),
+                "seed": seed, "test_acc": trained.final("test_acc"), "val_acc": trained.final("val_acc"),
+                "train_acc": trained.final("train_acc"),
+                "entropy_bits": entropy_bits(metrics.predict_logits(trained.model, data.train.x), t),
+                "seconds": trained.seconds,
+            })
+            runs.step(f"{name} seed {seed}")
+    runs.close()
+    return family
+
+
+def teacher_table(family: TeacherFamily, temperature: float = TEMPERATURE):
+    """The family at a glance (mean ± std over seeds): parameters, accuracy on the transfer set
+    it trained on, test accuracy and the entropy of its soft targets there, in bits."""
+    from labkd.plots import comparison_table
+
+    lines = []
+    for hidden in family.hidden_sizes:
+        mine = [r for r in family.rows if r["hidden"] == hidden]
+        line = {"teacher": mine[0]["teacher"], "parameters": f"{mine[0]['params']:,}"}
+        for metric, title, scale, unit in (("train_acc", "accuracy on its transfer set", 100, "%"),
+                                           ("test_acc", "test accuracy", 100, "%"),
+                                           ("entropy_bits", f"soft-target entropy at T={temperature:g} (bits)", 1, "")):
+            line[title] = stats.pm_values([r[metric] for r in mine], scale=scale, unit=unit)
+        lines.append(line)
+    return comparison_table(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Students from every teacher, at several (T, alpha)
+
+
+def _settings_per_teacher(settings, names: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
+    if isinstance(settings, Mapping):
+        missing = [n for n in names if n not in settings]
+        if missing:
+            raise ValueError(f"settings has no (temperature, alpha) for teacher(s) {missing}")
+        return {n: check_settings([settings[n]] if isinstance(settings[n][0], (int, float)) else settings[n],
+                                  f"settings[{n!r}]") for n in names}
+    checked = check_settings(settings)
+    return {n: checked for n in names}
+
+
+def distil_grid(
+    data: Data, family: TeacherFamily, student_hidden_sizes: Sequence[Sequence[int]], config: TrainConfig,
+    seeds: Sequence[int] | None = None, settings: Sequence | Mapping | None = None,
+    teacher_hidden_sizes: Sequence[Sequence[int]] | None = None, baseline: bool = True,
+    progress: bool | None = None, on_run: RowFn | None = None,
+) -> list[dict]:
+    """Distil every student size from every teacher (student seed = teacher seed: for one seed,
+    every student of a size starts from the same weights).
+
+    ``settings``: the (temperature, alpha) pairs to try with every teacher, or a dict
+    ``{teacher name: (T, alpha)}`` (the choice of :func:`best_settings`); default: the
+    temperature and alpha of ``config``. With ``baseline``, each student is also trained on the
+    labels alone. Rows as :func:`labkd.teacher_studies.student_row` plus ``teacher_hidden``,
+    ``teacher_params`` and ``teacher_acc``.
+    """
+    students = _check_hidden_list(student_hidden_sizes, "student_hidden_sizes")
+    check_config(config, "config", loss="distillation")
+    seeds = family.seeds if seeds is None else check_seeds(seeds)
+    teachers = family.hidden_sizes if teacher_hidden_sizes is None else _check_hidden_list(
+        teacher_hidden_sizes, "teacher_hidden_sizes")
+    for hidden in teachers:
+        for seed in seeds:
+            family.get(hidden, seed)  # fail before any training if a teacher is missing
+    per_teacher = _settings_per_teacher([(config.temperature, config.alpha)] if settings is None else settings,
+                                        [family.name(h) for h in teachers])
+    n_runs = len(students) * len(seeds) * (sum(len(v) for v in per_teacher.values()) + int(baseline))
+    runs = RunProgress(n_runs, "students", progress, on_run)
+    rows: list[dict] = []
+    for seed in seeds:
+        for student in students:
+            if baseline:
+                rows.append(student_row(data, student, config.replace(seed=seed), None,
+                                        extra={"teacher_hidden": None, "teacher_params": None, "teacher_acc": None}))
+                runs.step(f"{mlp_name(student, data)} labels only, seed {seed}")
+            for hidden in teachers:
+                teacher, name = family.get(hidden, seed), family.name(hidden)
+                for t, a in per_teacher[name]:
+                    rows.append(student_row(
+                        data, student, config.replace(seed=seed, temperature=t, alpha=a), teacher, name,
+                        extra={"teacher_hidden": hidden, "teacher_acc": teacher.final("test_acc"),
+                               "teacher_params": mlp_num_parameters(input_size(data), hidden, data.num_classes)}))
+                    runs.step(f"{mlp_name(student, data)} from {name} at T={t:g}, alpha={a:g}, seed {seed}")
+    runs.close()
+    return rows
+
+
+def best_settings(rows: Sequence[Mapping], student: str | None = None) -> dict[str, tuple[float, float]]:
+    """For each teacher, the (temperature, alpha) whose students scored best on the **validation**
+    split, averaged over the seeds of ``rows`` (the development seeds)."""
+    kd = [r for r in rows if r["teacher"] != BASELINE and (student is None or r["student"] == student)]
+    if not kd:
+        raise ValueError("rows hold no distilled students to choose from")
+    out = {}
+    for teacher in dict.fromkeys(r["teacher"] for r in kd):
+        best = choose(kd, ["temperature", "alpha"], teacher=teacher)
+        out[teacher] = (best["temperature"], best["alpha"])
+    return out
+
+
+def best_smaller_teacher(rows: Sequence[Mapping], family: TeacherFamily) -> str:
+    """The teacher other than the largest whose students, at its best setting, scored best on
+    the validation split (development seeds)."""
+    chosen = best_settings(rows)
+    largest = family.name(family.largest())
+    smaller = [t for t in chosen if t != largest]
+    if not smaller:
+        raise ValueError("the family has a single teacher size: there is no smaller teacher to compare")
+
+    def score(teacher: str) -> float:
+        t, a = chosen[teacher]
+        return choose(rows, ["teacher"], teacher=teacher, temperature=t, alpha=a)["mean"]
+
+    return max(smaller, key=score)
+
+
+def chosen_rows(rows: Sequence[Mapping], settings: Mapping[str, tuple[float, float]]) -> list[dict]:
+    """The rows of each teacher at its chosen setting, plus the labels-only rows."""
+    return [r for r in rows if r["teacher"] == BASELINE
+            or (r["teacher"] in settings and (r["temperature"], r["alpha"]) == tuple(settings[r["teacher"]]))]
+
+
+def size_claim(fresh_rows: Sequence[Mapping], family: TeacherFamily, smaller: str, seeds: Sequence[int]) -> stats.Claim:
+    """(04a): the student of the chosen smaller teacher against the student of the largest, paired
+    on ``seeds`` (each teacher at its own chosen setting)."""
+    largest = family.name(family.largest())
+    return claim_from_rows("(04a) some smaller teacher gives a better student than the largest", fresh_rows, seeds,
+                           {"teacher": smaller}, {"teacher": largest}, f"from {smaller}", f"from {largest}")
+
+
+def mimicry(rows: Sequence[Mapping], family: TeacherFamily, temperature: float = TEMPERATURE, alpha: float = 0.9) -> list[dict]:
+    """The capacity-gap mechanism per teacher: its parameters, the entropy of its soft targets on the
+    transfer set (bits) and the student's KL(teacher || student) on the transfer set at
+    ``temperature`` (nats; students distilled at ``temperature`` and ``alpha``), mean ± std."""
+    out = []
+    teacher_stats = {s["teacher"]: s for s in summarize(family.rows, ["teacher", "params"], "entropy_bits")}
+    for hidden in family.hidden_sizes:
+        name = family.name(hidden)
+        mine = [r for r in rows if r["teacher"] == name and r["temperature"] == temperature and r["alpha"] == alpha]
+        if not mine:
+            continue
+        kl = summarize(mine, ["teacher"], "kl_transfer")[0]
+        out.append({"teacher": name, "params": teacher_stats[name]["params"],
+                    "entropy_bits": teacher_stats[name]["mean"], "entropy_std": teacher_stats[name]["std"],
+                    "kl": kl["mean"], "kl_std": kl["std"],
+                    "val_acc": summarize(mine, ["teacher"], "val_acc")[0]["mean"]})
+    if not out:
+        raise ValueError(f"rows hold no students distilled at temperature={temperature:g}, alpha={alpha:g}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Teacher assistants
+
+
+def teacher_assistant(
+    data: Data, family: TeacherFamily, student_hidden: Sequence[int], assistant_hidden_sizes: Sequence[Sequence[int]],
+    config: TrainConfig, seeds: Sequence[int] | None = None, teacher_hidden: Sequence[int] | None = None,
+    progress: bool | None = None, on_run: RowFn | None = None,
+) -> list[dict]:
+    """Mirzadeh et al.'s teacher assistant: teacher → assistant → student versus teacher → student.
+
+    For each seed: the student distilled directly from the teacher (default: the family's
+    largest) and, for each assistant size, an assistant distilled from the teacher with
+    ``config`` and the student distilled from that assistant with ``config``. Every student of
+    one seed starts from the same weights. Rows as :func:`distil_grid` plus ``route``
+    (``"direct"`` or ``"via TA 784-64-64-10"``), ``assistant`` and ``assistant_acc``.
+    """
+    student = check_hidden(student_hidden, "student_hidden")
+    assistants = _check_hidden_list(assistant_hidden_sizes, "assistant_hidden_sizes")
+    check_config(config, "config", loss="distillation")
+    teacher_hidden = family.largest() if teacher_hidden is None else check_hidden(teacher_hidden, "teacher_hidden")
+    seeds = family.seeds if seeds is None else check_seeds(seeds)
+    for seed in seeds:
+        family.get(teacher_hidden, seed)
+    tname = family.name(teacher_hidden)
+    runs = RunProgress(len(seeds) * (1 + 2 * len(assistants)), "teacher-assistant runs", progress, on_run)
+    rows: list[dict] = []
+    for seed in seeds:
+        teacher = family.get(teacher_hidden, seed)
+        kd = config.replace(seed=seed)
+        rows.append(student_row(data, student, kd, teacher, tname,
+                                extra={"route": "direct", "assistant": None, "assistant_hidden": None,
+                                       "assistant_acc": None}))
+        runs.step(f"direct, seed {seed}")
+        for hidden in assistants:
+            ta_name = mlp_name(hidden, data)
+            assistant = train_model("mlp", data, kd, teacher=teacher, hidden=hidden, progress=False,
+                                    label=f"assistant {ta_name} from {tname} seed={seed}")
+            runs.step(f"assistant {ta_name}, seed {seed}")
+            rows.append(student_row(data, student, kd, assistant, f"TA {ta_name}",
+                                    extra={"route": f"via TA {ta_name}", "assistant": ta_name, "assistant_hidden": hidden,
+                                           "assistant_acc": assistant.final("test_acc")}))
+            runs.step(f"student via {ta_name}, seed {seed}")
+    runs.close()
+    return rows
+
+
+def assistant_claim(fresh_rows: Sequence[Mapping], route: str, seeds: Sequence[int]) -> stats.Claim:
+    """(04b): the student taught through the chosen assistant against direct distillation."""
+    return claim_from_rows("(04b) a teacher assistant beats direct KD for the smallest student", fresh_rows, seeds,
+                           {"route": route}, {"route": "direct"}, route, "direct KD")
+
+
+# --------------------------------------------------------------------------------------------
+# "What we found"
+
+#: What the papers report, in words (their numbers are on ImageNet/CIFAR, not comparable to ours).
+PAPER = {
+    "size": "Cho & Hariharan 2019, ImageNet: a ResNet18 student distilled from ResNet34 ends up more accurate "
+            "than one distilled from the larger, more accurate ResNet50 or ResNet152.",
+    "mimic": "Cho & Hariharan 2019: small students are unable to mimic large teachers (the capacity gap).",
+    "assistant": "Mirzadeh et al. 2020, CIFAR-10/100: distilling through an intermediate-size teacher assistant "
+                 "beats distilling directly when the teacher-student gap is large; Cho & Hariharan 2019 found a "
+                 "sequence of distillation steps unhelpful on ImageNet.",
+}
+
+
+def findings(mimic: Sequence[Mapping], claims: Sequence[stats.Claim]) -> list[dict]:
+    """Lesson 04's findings beside the papers': the two claims' verdicts and the mechanism measured
+    (teacher entropy and student KL on the transfer set, per teacher)."""
+    mech = "; ".join(f"{m['teacher']}: entropy {m['entropy_bits']:.2f} bits, student KL {m['kl']:.3f} nats"
+                     for m in mimic)
+    out = [{"claim": "small students cannot mimic large teachers", "paper": PAPER["mimic"], "this run": mech}]
+    for c, key in zip(claims, ("size", "assistant"), strict=False):
+        out.append({"claim": c.claim, "paper": PAPER[key], "this run": c.verdict})
+    return out
+
+
+#: Regimes tried while building the lesson (validation accuracy, development seeds 0 and 1;
+#: Fashion-MNIST, 10,000 transfer images unless stated). "Smaller teacher ahead?" compares the
+#: best smaller teacher's student with the largest teacher's, each at its best (T, alpha).
+REGIMES_TRIED: list[dict] = [
+    {"regime": "student 784-10-10-10, SGD lr 0.05, T = 4, alpha = 0.9 (teacher 784-16-16-10)",
+     "what happened": "the student lost its ReLU units: 18.9 % validation accuracy"},
+    {"regime": "student 784-10-10-10, SGD lr 0.02, teachers 16/64 wide, 40 epochs, four (T, alpha)",
+     "what happened": "every distilled student below labels only (83.94 %): best 83.70 % (64 wide, T = 2, alpha = 0.5)"},
+    {"regime": "student 784-10-10-10, Adam, teachers 64/256 wide (40 epochs) and 256 wide (15 epochs), seed 0",
+     "what happened": "82.86-83.78 %, labels only 83.28 %: no teacher clearly ahead on one seed"},
+]
