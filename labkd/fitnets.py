@@ -14,13 +14,19 @@ Training has two stages:
 2. **Distillation.** The whole student, starting from the stage-1 weights, is trained with the
    usual distillation loss (:func:`labkd.losses.distillation_loss`).
 
->>> run = plan(fast=False)                      # sizes: images, epochs, seeds
->>> teacher = train_teacher(data, run)          # cached
+Lesson 03 (:func:`regime`): a teacher trained to convergence, and plain (no batch norm) students
+of 16 channels, one deep (10 layers: does not learn from labels or soft targets alone) and one
+shallow (3 layers: learns either way), compared at an equal budget of epochs:
+
+>>> run = regime(fast=False, seed=0)            # sizes, recipes, fresh seeds 100..104
+>>> teacher = train_lesson_teacher(data, run)   # cached
 >>> students = lesson_data(data, run)
->>> fitnet = train_fitnet(students, teacher, config=student_config(run), stage1_epochs=run.stage1_epochs)
->>> fitnet.final("test_acc"), fitnet.seconds
->>> rows = compare_methods(students, teacher, run.seeds, student_config(run), run.stage1_epochs)
->>> summarize(rows), verdict(rows, "hints + KD", "KD")
+>>> rows = compare_methods(students, teacher, run.seeds, run.config(), run.stage1_epochs, "conv2",
+...                        run.guided_layer("deep"), "cnn", **run.options("deep"))
+>>> paired_claim(rows, "(03) hints + KD beat KD alone for the deep thin student").verdict
+
+(:func:`plan`, :func:`train_teacher`, :func:`build_student` and :data:`STUDENT` keep the earlier
+batch-norm student of six layers that lesson 11 builds on.)
 
 Speed: these CNNs are small, and PyTorch's default of one intra-op thread per core made them
 about 10x *slower* on a busy 2-core CPU (OpenMP threads spin, waiting for each other). The
@@ -39,11 +45,11 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
-from labkd import losses
+from labkd import losses, stats
+from labkd.checks import check_positive_int
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.models import BlockModel, build_model, check_feature_name, num_parameters, rebuild
-from labkd.plots import mean_std
 from labkd.threads import fixed_threads
 from labkd.train import TrainConfig
 
@@ -159,6 +165,130 @@ def train_teacher(data: Data, plan: Plan, seed: int = 0, progress: bool | None =
 
 
 # --------------------------------------------------------------------------------------------
+# Lesson 03's regime: a deep, thin, plain student that cannot learn without a hint
+
+#: The students of the lesson's claims are plain CNNs: ``depth`` 3x3 Conv(+bias)-ReLU layers of
+#: :data:`WIDTH` channels, no batch normalisation, PyTorch's default initialisation, max-pooling
+#: after layer 1 and about a third of the way up, global average pooling and a linear head (the
+#: kind of network FitNets was written for, before batch normalisation). Signals shrink layer
+#: after layer at initialisation, so a deep one does not learn from labels or soft targets.
+WIDTH = 16
+#: Depths of the two students: ``deep`` (the claim) and ``shallow`` (the contrast, where hints
+#: have nothing to fix). Chosen on validation with :data:`DEV_SEEDS` (see :data:`DEV_RESULTS`).
+DEPTHS: dict[str, int] = {"deep": 10, "shallow": 3}
+#: The lesson's teacher (wide, shallow, batch norm) and its recipe: the whole training split,
+#: trained to convergence (no jitter: fast, and > 99 % on MNIST).
+TEACHER_RECIPE = TrainConfig(epochs=6, batch_size=128, lr=0.05, seed=0)
+#: The students' recipe: ``epochs`` is the **total** budget of every arm (FitNets: stage 1 +
+#: stage 2), ``loss`` is set per arm.
+STUDENT_RECIPE = TrainConfig(epochs=8, batch_size=128, lr=0.05, temperature=4.0, alpha=0.9)
+#: Epochs of FitNets stage 1 (hint training), taken out of the budget above.
+STAGE1_EPOCHS = 2
+#: Training images of the students (the first of a seeded permutation of the training split).
+N_TRAIN = 5000
+#: Validation images used to choose the regime (test: all 10,000 images).
+N_VAL = 2000
+#: Seeds with which the regime was chosen on validation; the claims use fresh seeds.
+DEV_SEEDS = (0, 1, 2)
+#: Fresh seeds of the claims: ``FRESH_FIRST + seed`` onwards (``seed``: the notebook parameter).
+FRESH_FIRST = 100
+#: The development runs behind the choice: final validation accuracy (%) per dev seed.
+#: Filled from ``select_regime``-style probes run while building the lesson.
+DEV_RESULTS: list[dict] = []
+
+
+def thin_student(depth: int, width: int = WIDTH) -> dict:
+    """Model options (for ``build_model("cnn", **options)``) of a plain, thin CNN of ``depth`` layers.
+
+    >>> build_model("cnn", seed=0, **thin_student(10))     # 10 layers of 16 channels, no batch norm
+
+    Max-pooling follows layer 1 and layer ``1 + max(1, (depth - 1) // 3)``, so most layers run on
+    7x7 maps (cheap on a CPU) and the guided layer can match a 7x7 teacher hint.
+    """
+    check_positive_int(depth, "depth")
+    check_positive_int(width, "width")
+    if depth < 2:
+        raise ValueError(f"depth must be at least 2 (two pooling stages to reach 7x7 maps), got {depth!r}")
+    second = 1 + max(1, (depth - 1) // 3)
+    return {"channels": (int(width),) * depth, "batch_norm": False, "pool_after": (1, second)}
+
+
+def guided_layer_for(depth: int) -> str:
+    """The guided layer of a :func:`thin_student`: its middle layer, or the first with 7x7 maps
+    if that comes later (so that a 1x1 regressor maps it onto a 7x7 hint, as in the paper)."""
+    second = thin_student(depth)["pool_after"][1]
+    return f"conv{max(second, depth // 2)}"
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Sizes of lesson 03's experiment (see :func:`regime`). ``epochs``: every arm's total budget;
+    ``seeds``: the fresh seeds of the claims; ``depths``: the deep and the shallow student."""
+
+    n_train: int | None
+    n_val: int | None
+    epochs: int
+    stage1_epochs: int
+    teacher: TrainConfig
+    student: TrainConfig
+    depths: dict
+    seeds: tuple[int, ...]
+    dev_seeds: tuple[int, ...] = DEV_SEEDS
+
+    def options(self, student: str) -> dict:
+        """Model options of the ``"deep"`` or ``"shallow"`` student."""
+        if student not in self.depths:
+            raise ValueError(f"student={student!r} is unknown; expected one of {list(self.depths)}")
+        return thin_student(self.depths[student])
+
+    def guided_layer(self, student: str) -> str:
+        if student not in self.depths:
+            raise ValueError(f"student={student!r} is unknown; expected one of {list(self.depths)}")
+        return guided_layer_for(self.depths[student])
+
+    def config(self, seed: int = 0) -> TrainConfig:
+        """The students' recipe with ``seed``."""
+        return self.student.replace(seed=seed)
+
+
+def regime(fast: bool, seed: int = 0, seeds: int = stats.MIN_SEEDS, deep: int = DEPTHS["deep"],
+           shallow: int = DEPTHS["shallow"]) -> Regime:
+    """Lesson 03's experiment: :data:`TEACHER_RECIPE`, :data:`STUDENT_RECIPE`, :data:`STAGE1_EPOCHS`,
+    :data:`N_TRAIN` images, ``seeds`` fresh seeds from ``FRESH_FIRST + seed``.
+
+    Fast mode (tests, a smoke test): the data as given, a 1-epoch teacher, 3 epochs per arm (1 of
+    stage 1), batches of 32, one seed (``seed`` itself).
+    """
+    check_positive_int(seeds, "seeds")
+    thin_student(deep)
+    thin_student(shallow)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    depths = {"deep": deep, "shallow": shallow}
+    if fast:
+        return Regime(None, None, 3, 1, TEACHER_RECIPE.replace(epochs=1, batch_size=32),
+                      STUDENT_RECIPE.replace(epochs=3, batch_size=32), depths, (seed,))
+    fresh = stats.fresh_seeds(FRESH_FIRST + seed, seeds, development=DEV_SEEDS)
+    return Regime(N_TRAIN, N_VAL, STUDENT_RECIPE.epochs, STAGE1_EPOCHS, TEACHER_RECIPE, STUDENT_RECIPE,
+                  depths, tuple(fresh))
+
+
+def train_lesson_teacher(data: Data, run: Regime, progress: bool | None = None) -> Trained:
+    """Lesson 03's teacher (:data:`TEACHER` with :data:`TEACHER_OPTIONS`, recipe ``run.teacher``),
+    trained once on all of ``data.train`` and cached."""
+    with threads():
+        return train_model(TEACHER, data, run.teacher, progress=progress,
+                           label=f"FitNets lesson teacher ({TEACHER} {TEACHER_OPTIONS}) {run.teacher.epochs} epochs "
+                                 f"on {data.name}, {len(data.train)} images", **TEACHER_OPTIONS)
+
+
+def build_thin_student(depth: int, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
+                       seed: int = 0) -> BlockModel:
+    """An untrained :func:`thin_student` (every arm of a seed starts from these weights)."""
+    return build_model("cnn", input_shape, num_classes, seed=seed, **thin_student(depth))
+
+
+# --------------------------------------------------------------------------------------------
 # The two stages
 
 
@@ -237,21 +367,27 @@ def train_fitnet(
     of the whole student from the stage-1 weights). Both stages are cached.
 
     Args:
-        config: the students' recipe (``student_config``); stage 1 uses it with ``loss="hint"``
-            and ``stage1_epochs`` epochs, stage 2 with ``loss="distillation"``.
+        config: the students' recipe; ``config.epochs`` is the **total** budget: stage 1 uses
+            it with ``loss="hint"`` and ``stage1_epochs`` epochs, stage 2 with
+            ``loss="distillation"`` and the remaining ``config.epochs - stage1_epochs`` epochs, so
+            a FitNet trains exactly as many epochs as a student trained with KD alone.
         stage1_config / stage2_config: give either to override the derived recipe entirely.
         on_stage: called with ``("stage1", trained)`` and ``("stage2", trained)`` (progress displays).
         model_options: passed to the student's architecture.
     Raises ``ValueError`` (listing the valid names) for an unknown ``hint_layer``/``guided_layer``.
     """
     base = config if config is not None else TrainConfig()
+    check_positive_int(stage1_epochs, "stage1_epochs")
+    if stage1_config is None and stage2_config is None and stage1_epochs >= base.epochs:
+        raise ValueError(f"stage1_epochs={stage1_epochs} leaves no epoch of the budget config.epochs={base.epochs} "
+                         f"for stage 2; use fewer stage-1 epochs or a larger budget")
     s1 = stage1_config or base.replace(loss="hint", epochs=stage1_epochs, hint_layer=hint_layer,
                                         guided_layer=guided_layer)
     if s1.loss != "hint" or s1.hint_layer != hint_layer or s1.guided_layer != guided_layer:
         raise ValueError(f"stage1_config must have loss='hint', hint_layer={hint_layer!r}, "
                          f"guided_layer={guided_layer!r}; got loss={s1.loss!r}, hint_layer={s1.hint_layer!r}, "
                          f"guided_layer={s1.guided_layer!r}")
-    s2 = stage2_config or base.replace(loss="distillation")
+    s2 = stage2_config or base.replace(loss="distillation", epochs=base.epochs - s1.epochs)
     if s2.loss == "hint":
         raise ValueError("stage2_config must train the whole student (e.g. loss='distillation'), not loss='hint'")
     check_layers(teacher, hint_layer, guided_layer, student_arch, data.input_shape, data.num_classes, **model_options)
@@ -307,15 +443,22 @@ def compare_methods(
 ) -> list[dict]:
     """Train the student three ways for every seed: labels only, KD, hints + KD.
 
-    Every method starts from the same initial weights for a given seed. Returns one row per
-    (method, seed): ``{method, seed, accuracy, params, seconds, curve, offset}``: final test
-    accuracy; seconds of training (both stages for hints + KD); ``curve`` the test accuracy after
-    each epoch of whole-network training, which for hints + KD starts after ``offset`` =
-    ``stage1_epochs`` epochs of stage 1 (0 for the others).
+    Every method starts from the same initial weights for a given seed and trains
+    ``config.epochs`` epochs in all (hints + KD: ``stage1_epochs`` of stage 1, the rest of stage 2).
+    Returns one row per (method, seed): ``{method, seed, accuracy, val_accuracy, params, seconds,
+    curve, offset, start_norm}``: final test (and validation) accuracy; seconds of training (both
+    stages for hints + KD); ``curve`` the test accuracy after each epoch of whole-network training,
+    which for hints + KD starts after ``offset`` = ``stage1_epochs`` epochs of stage 1 (0 for the
+    others); ``start_norm`` the first layer's weight norm before training (the same for every
+    method of a seed).
     """
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    check_positive_int(stage1_epochs, "stage1_epochs")
+    if stage1_epochs >= config.epochs:
+        raise ValueError(f"stage1_epochs={stage1_epochs} leaves no epoch of the budget config.epochs={config.epochs} "
+                         f"for stage 2")
     check_layers(teacher, hint_layer, guided_layer, student_arch, data.input_shape, data.num_classes, **model_options)
     rows = []
     for seed in seeds:
@@ -329,60 +472,52 @@ def compare_methods(
     return rows
 
 
+def _start_norm(model: BlockModel) -> float:
+    first = rebuild(model.spec).blocks[model.feature_names[0]][0]
+    return float(first.weight.detach().norm())
+
+
 def _row(method: str, seed: int, trained: Trained, model: nn.Module, seconds: float, offset: int) -> dict:
-    return {"method": method, "seed": seed, "accuracy": trained.final("test_acc"), "params": num_parameters(model),
-            "seconds": round(seconds, 1), "curve": [h["test_acc"] for h in trained.history], "offset": offset}
+    return {"method": method, "seed": seed, "accuracy": trained.final("test_acc"),
+            "val_accuracy": trained.final("val_acc"), "params": num_parameters(model),
+            "seconds": round(seconds, 1), "curve": [h["test_acc"] for h in trained.history], "offset": offset,
+            "start_norm": _start_norm(model)}
 
 
 def summarize(rows: Sequence[dict]) -> list[dict]:
-    """One row per method: test accuracy mean ± std over seeds, parameters, mean training time."""
+    """One row per method: test (and validation) accuracy mean ± std over seeds, parameters, mean
+    training time."""
     out = []
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
-        mean, std = mean_std([r["accuracy"] for r in mine])
         out.append({
             "method": method, "seeds": len(mine),
-            "test accuracy %": f"{100 * mean:.2f} ± {100 * std:.2f}" if len(mine) > 1 else f"{100 * mean:.2f}",
-            "test error %": round(100 * (1 - mean), 2),
+            "test accuracy %": stats.pm_values([r["accuracy"] for r in mine], unit=""),
+            "validation accuracy %": stats.pm_values([r.get("val_accuracy", float("nan")) for r in mine], unit="")
+            if all("val_accuracy" in r for r in mine) else "",
             "params": mine[0]["params"],
             "train seconds": round(float(np.mean([r["seconds"] for r in mine])), 1),
         })
     return out
 
 
-def verdict(rows: Sequence[dict], method: str = "hints + KD", baseline: str = "KD", epoch: int | None = None) -> str:
-    """A sentence saying how ``method`` compared with ``baseline`` and whether the gap exceeds
-    the seed-to-seed spread (with one seed: that nothing can be concluded).
-
-    ``epoch``: compare the test accuracy after that epoch of whole-network training (``curve``)
-    instead of the final one.
-    """
-    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
-        raise ValueError(f"epoch must be a positive integer or None, got {epoch!r}")
-
-    def values(name: str) -> list[float]:
-        mine = [r for r in rows if r["method"] == name]
-        if epoch is None:
-            return [r["accuracy"] for r in mine]
-        if any(epoch > len(r["curve"]) for r in mine):
-            raise ValueError(f"epoch={epoch} is past the last epoch ({min(len(r['curve']) for r in mine)}) of {name!r}")
-        return [r["curve"][epoch - 1] for r in mine]
-
-    a, b = values(method), values(baseline)
-    if not a or not b:
-        raise ValueError(f"rows need both {method!r} and {baseline!r}; found {sorted({r['method'] for r in rows})}")
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    gap = 100 * (ma - mb)
-    when = "" if epoch is None else f"after {epoch} epoch{'s' if epoch > 1 else ''} of whole-network training, "
-    text = f"{when}{method}: {100 * ma:.2f}% vs {baseline}: {100 * mb:.2f}% (difference {gap:+.2f} points"
-    if len(a) < 2 or len(b) < 2:
-        return text + "). One seed only: this run cannot say whether the difference is real."
-    spread = 100 * max(sa, sb)
-    text += f", seed std up to {spread:.2f} points over {min(len(a), len(b))} seeds). "
-    if abs(gap) > 2 * spread:
-        return text + f"The difference is larger than twice the seed spread: {method} is " \
-                      f"{'better' if gap > 0 else 'worse'} here."
-    return text + "The difference is within twice the seed spread: no clear winner at this budget."
+def paired_claim(rows: Sequence[dict], what: str, treatment: str = "hints + KD", control: str = "KD",
+                 expected: int = 1, metric: str = "accuracy") -> stats.Claim:
+    """The claim "``treatment`` beats ``control``" judged by :func:`labkd.stats.claim` on the
+    seeds both methods ran (paired seed by seed). ``metric``: ``"accuracy"`` (test) or
+    ``"val_accuracy"`` (validation, for choosing a regime)."""
+    if metric not in ("accuracy", "val_accuracy"):
+        raise ValueError(f"metric must be 'accuracy' (test) or 'val_accuracy', got {metric!r}")
+    by = {m: {r["seed"]: r[metric] for r in rows if r["method"] == m} for m in (treatment, control)}
+    for m, values in by.items():
+        if not values:
+            raise ValueError(f"rows hold no {m!r} runs; found {sorted({r['method'] for r in rows})}")
+    seeds = [s for s in by[treatment] if s in by[control]]
+    if not seeds:
+        raise ValueError(f"{treatment!r} and {control!r} share no seed: nothing to pair")
+    return stats.claim(what, [by[treatment][s] for s in seeds], [by[control][s] for s in seeds], seeds,
+                       expected=expected, treatment_name=treatment, control_name=control,
+                       metric="test accuracy" if metric == "accuracy" else "validation accuracy")
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,7 +628,7 @@ def comparison_figure(rows: Sequence[dict], teacher_accuracy: float | None = Non
     fig = go.Figure()
     for method in dict.fromkeys(r["method"] for r in rows):
         acc = [100 * r["accuracy"] for r in rows if r["method"] == method]
-        mean, std = mean_std(acc)
+        mean, std = stats.mean_std(acc)
         colour = COLOURS.get(method)
         fig.add_trace(go.Scatter(x=[method] * len(acc), y=acc, mode="markers", name=f"{method} (seeds)",
                                  marker=dict(size=8, opacity=0.5, color=colour), showlegend=False))
@@ -508,33 +643,40 @@ def comparison_figure(rows: Sequence[dict], teacher_accuracy: float | None = Non
     return fig
 
 
-def curves_figure(rows: Sequence[dict]) -> go.Figure:
+def curves_figure(rows: Sequence[dict], title: str = "Test accuracy during training (mean ± std over seeds)") -> go.Figure:
     """Test accuracy after each epoch, mean ± std over seeds. The x-axis counts every epoch of
-    training, so hints + KD starts after its stage-1 epochs (in which the head is not trained)."""
+    training, so hints + KD starts after its stage-1 epochs (in which the head is not trained)
+    and every method ends at the same epoch (the same budget)."""
     fig = go.Figure()
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         offset, n = mine[0]["offset"], min(len(r["curve"]) for r in mine)
-        stats = [mean_std([100 * r["curve"][e] for r in mine]) for e in range(n)]
-        fig.add_trace(go.Scatter(x=[offset + e + 1 for e in range(n)], y=[m for m, _ in stats], name=method,
+        spread = [stats.mean_std([100 * r["curve"][e] for r in mine]) for e in range(n)]
+        fig.add_trace(go.Scatter(x=[offset + e + 1 for e in range(n)], y=[m for m, _ in spread], name=method,
                                  mode="lines+markers", line_color=COLOURS.get(method),
-                                 error_y=dict(type="data", array=[s for _, s in stats])))
+                                 error_y=dict(type="data", array=[s for _, s in spread])))
         if offset:
             fig.add_vrect(x0=0.5, x1=offset + 0.5, fillcolor="#2ca02c", opacity=0.08, line_width=0,
                           annotation_text="stage 1 (hints)", annotation_position="top left")
     fig.update_xaxes(dtick=1)
     fig.update_layout(xaxis_title="epochs of training (stage 1 included)", yaxis_title="test accuracy %",
-                      height=380, title="Test accuracy during training (mean ± std over seeds)")
+                      height=380, title=title)
     return fig
 
 
 def model_table(teacher: nn.Module | Trained, student: nn.Module | Trained,
-                regressor: nn.Module | None = None) -> list[dict]:
-    """Rows describing teacher, student (and the stage-1 regressor): layers, channels, parameters."""
+                regressor: nn.Module | None = None, student_name: str = "student",
+                **more_students: nn.Module | Trained) -> list[dict]:
+    """Rows describing teacher, student, any ``more_students`` (by name) and the stage-1
+    regressor: layers, channels, batch norm, parameters."""
     rows = []
-    for name, model in (("teacher", _model(teacher)), ("student", _model(student))):
-        rows.append({"model": name, "conv layers": len(model.feature_names),
-                     "channels": str(tuple(model.spec.get("channels", ()))), "params": num_parameters(model)})
+    for name, model in (("teacher", teacher), (student_name, student), *more_students.items()):
+        model = _model(model)
+        channels = model.spec.get("channels", ())
+        shown = f"{len(channels)} x {channels[0]}" if channels and len(set(channels)) == 1 else str(tuple(channels))
+        rows.append({"model": name, "conv layers": len(model.feature_names), "channels": shown,
+                     "batch norm": "yes" if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) else "no",
+                     "params": num_parameters(model)})
     if regressor is not None:
         rows.append({"model": "regressor (stage 1 only)", "conv layers": 1, "channels": "",
                      "params": num_parameters(regressor)})

@@ -26,7 +26,8 @@ def teacher(data):
 
 @pytest.fixture(scope="module")
 def config():
-    return fitnets.student_config(FAST, batch_size=32)
+    """Three epochs in all: two of stage 1 and one of stage 2 for the FitNet."""
+    return fitnets.student_config(FAST, batch_size=32, epochs=3)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,21 @@ def test_the_before_state_is_what_training_started_from(teacher, fitnet) -> None
     assert not torch.equal(before["0.weight"], fitnet.regressor.state_dict()["0.weight"])
 
 
+def test_stage1_counts_in_the_budget(fitnet, config) -> None:
+    assert len(fitnet.stage1.history) == 2
+    assert len(fitnet.stage1.history) + len(fitnet.stage2.history) == config.epochs
+
+
+def test_a_budget_without_room_for_stage2_is_rejected(data, teacher, config) -> None:
+    for bad in (3, 4):
+        with pytest.raises(ValueError, match=f"stage1_epochs={bad}"):
+            fitnets.train_fitnet(data, teacher, config=config, stage1_epochs=bad, progress=False)
+        with pytest.raises(ValueError, match="stage1_epochs"):
+            fitnets.compare_methods(data, teacher, [0], config, stage1_epochs=bad, progress=False)
+    with pytest.raises(ValueError, match="stage1_epochs"):
+        fitnets.train_fitnet(data, teacher, config=config, stage1_epochs=0, progress=False)
+
+
 def test_stage2_starts_from_stage1_and_trains_everything(fitnet) -> None:
     s1, s2 = fitnet.stage1.model.state_dict(), fitnet.stage2.model.state_dict()
     assert not torch.equal(s1["head.2.weight"], s2["head.2.weight"])
@@ -147,8 +163,12 @@ def test_compare_methods_rows(data, teacher, config, fitnet) -> None:
     assert {r["params"] for r in rows} == {num_parameters(fitnet.model)}
     assert rows[2]["accuracy"] == fitnet.final()  # the same cached run
     assert all(r["seconds"] >= 0 and 0 <= r["accuracy"] <= 1 for r in rows)
-    assert all(r["curve"][-1] == r["accuracy"] and len(r["curve"]) == config.epochs for r in rows)
+    assert all(r["curve"][-1] == r["accuracy"] for r in rows)
+    # the same budget: stage 1 counts, so every curve ends at epoch config.epochs
+    assert [r["offset"] + len(r["curve"]) for r in rows] == [config.epochs] * 3
     assert [r["offset"] for r in rows] == [0, 0, 2]
+    assert len({r["start_norm"] for r in rows}) == 1  # one starting point for the three methods
+    assert all(0 <= r["val_accuracy"] <= 1 for r in rows)
     with pytest.raises(ValueError, match="seeds"):
         fitnets.compare_methods(data, teacher, [], config)
 
@@ -162,35 +182,96 @@ def test_every_method_starts_from_the_same_weights(data, config) -> None:
 
 def _rows(accuracies: dict[str, list[float]], early: float = 0.5) -> list[dict]:
     """Rows as compare_methods makes them; curves go from ``early`` (hints + KD: +0.3) to the final value."""
-    return [{"method": m, "seed": s, "accuracy": a, "params": 100, "seconds": 1.0,
+    return [{"method": m, "seed": 100 + s, "accuracy": a, "val_accuracy": a - 0.01, "params": 100, "seconds": 1.0,
              "curve": [early + (0.3 if m == "hints + KD" else 0.0) + 0.01 * s, a],
              "offset": 1 if m == "hints + KD" else 0}
             for m, values in accuracies.items() for s, a in enumerate(values)]
 
 
-def test_summarize_and_verdict() -> None:
+def test_summarize() -> None:
     rows = _rows({"KD": [0.90, 0.91, 0.92], "hints + KD": [0.95, 0.96, 0.97]})
     summary = fitnets.summarize(rows)
     assert [r["method"] for r in summary] == ["KD", "hints + KD"]
-    assert summary[0]["test accuracy %"] == "91.00 ± 1.00" and summary[1]["test error %"] == 4.0
-    assert "better" in fitnets.verdict(rows)
-    close = _rows({"KD": [0.90, 0.93, 0.96], "hints + KD": [0.91, 0.94, 0.97]})
-    assert "no clear winner" in fitnets.verdict(close)
-    one = _rows({"KD": [0.90], "hints + KD": [0.99]})
-    assert "cannot say" in fitnets.verdict(one)
+    assert summary[0]["test accuracy %"] == "91.00 ± 1.00" and summary[1]["validation accuracy %"] == "95.00 ± 1.00"
+
+
+def test_paired_claim_pairs_seed_by_seed() -> None:
+    rows = _rows({"KD": [0.10, 0.11, 0.12, 0.10, 0.11], "hints + KD": [0.60, 0.70, 0.65, 0.80, 0.75]})
+    c = fitnets.paired_claim(rows, "hints beat KD")
+    assert c.shown and c.seeds == [100, 101, 102, 103, 104] and c.delta == pytest.approx(0.592)
+    assert "SHOWN" in c.verdict and c.treatment == "hints + KD" and c.control == "KD"
+    assert fitnets.paired_claim(rows, "on validation", metric="val_accuracy").metric == "validation accuracy"
+    close = _rows({"KD": [0.90, 0.93, 0.96, 0.91, 0.95], "hints + KD": [0.91, 0.92, 0.97, 0.90, 0.95]})
+    assert not fitnets.paired_claim(close, "no effect").shown
+    three = _rows({"KD": [0.1, 0.1, 0.1], "hints + KD": [0.9, 0.9, 0.95]})
+    assert not fitnets.paired_claim(three, "too few seeds").shown  # fewer than stats.MIN_SEEDS
     with pytest.raises(ValueError, match="scratch"):
-        fitnets.verdict(one, baseline="scratch")
+        fitnets.paired_claim(rows, "x", control="scratch")
+    with pytest.raises(ValueError, match="metric"):
+        fitnets.paired_claim(rows, "x", metric="loss")
 
 
-def test_verdict_after_an_epoch() -> None:
-    rows = _rows({"KD": [0.90, 0.93, 0.96], "hints + KD": [0.91, 0.94, 0.97]})
-    early = fitnets.verdict(rows, epoch=1)
-    assert early.startswith("after 1 epoch of whole-network training")
-    assert "81.00% vs KD: 51.00%" in early and "better" in early
-    assert "no clear winner" in fitnets.verdict(rows, epoch=2)
-    for bad in (0, 3, 1.0):
-        with pytest.raises(ValueError, match="epoch"):
-            fitnets.verdict(rows, epoch=bad)
+# --- lesson 03's regime ----------------------------------------------------------------------
+
+
+def test_thin_students_are_plain_and_thin() -> None:
+    options = fitnets.thin_student(10)
+    model = build_model("cnn", seed=0, **options)
+    assert len(model.feature_names) == 10
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert {m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)} == {fitnets.WIDTH}
+    # the guided layer gives 7x7 maps like the teacher's hint: a 1x1 regressor suffices
+    for depth in (2, 3, 10, 16):
+        student = fitnets.build_thin_student(depth)
+        guided = student.feature_shape(fitnets.guided_layer_for(depth))
+        assert guided[1:] == fitnets.build_teacher().feature_shape(fitnets.HINT_LAYER)[1:] == (7, 7)
+    assert fitnets.guided_layer_for(10) == "conv5"
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"depth": 0}, "depth"), ({"depth": 1}, "depth"), ({"depth": -3}, "depth"), ({"depth": 2.5}, "depth"),
+    ({"depth": True}, "depth"), ({"depth": 10, "width": 0}, "width"),
+])
+def test_bad_students_name_the_parameter(kwargs, argument) -> None:
+    with pytest.raises(ValueError, match=argument):
+        fitnets.thin_student(**kwargs)
+
+
+def test_regime_full_and_fast() -> None:
+    full = fitnets.regime(fast=False, seed=0)
+    assert full.seeds == (100, 101, 102, 103, 104) and not set(full.seeds) & set(fitnets.DEV_SEEDS)
+    assert fitnets.regime(fast=False, seed=3, seeds=6).seeds == tuple(range(103, 109))
+    assert full.depths["deep"] > full.depths["shallow"]
+    assert 1 <= full.stage1_epochs < full.epochs == full.config().epochs
+    assert full.config(seed=7).seed == 7 and full.guided_layer("deep") == fitnets.guided_layer_for(full.depths["deep"])
+    assert full.options("shallow") == fitnets.thin_student(full.depths["shallow"])
+    fast = fitnets.regime(fast=True, seed=2)
+    assert fast.seeds == (2,) and fast.n_train is None and fast.stage1_epochs < fast.epochs
+    with pytest.raises(ValueError, match="student"):
+        full.options("medium")
+    for kwargs, argument in (({"seeds": 0}, "seeds"), ({"deep": 0}, "depth"), ({"shallow": 1}, "depth"),
+                             ({"seed": -1}, "seed")):
+        with pytest.raises(ValueError, match=argument):
+            fitnets.regime(fast=False, **kwargs)
+
+
+def test_the_lesson_teacher_is_the_cached_wide_cnn(data) -> None:
+    run = fitnets.regime(fast=True)
+    teacher = fitnets.train_lesson_teacher(data, run, progress=False)
+    assert teacher.model.spec["channels"] == list(fitnets.TEACHER_OPTIONS["channels"])
+    assert len(teacher.history) == run.teacher.epochs
+    assert fitnets.train_lesson_teacher(data, run, progress=False).cached
+
+
+def test_compare_methods_with_a_thin_student(data, teacher) -> None:
+    run = fitnets.regime(fast=True)
+    options = fitnets.thin_student(3)
+    rows = fitnets.compare_methods(data, teacher, [0], run.config(), run.stage1_epochs,
+                                   guided_layer=fitnets.guided_layer_for(3), student_arch="cnn", progress=False,
+                                   **options)
+    assert [r["method"] for r in rows] == list(fitnets.METHODS)
+    assert {r["params"] for r in rows} == {num_parameters(build_model("cnn", data.input_shape, seed=0, **options))}
+    assert [r["offset"] + len(r["curve"]) for r in rows] == [run.epochs] * 3
 
 
 # --- maps and figures ------------------------------------------------------------------------

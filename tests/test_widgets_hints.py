@@ -17,7 +17,7 @@ FAST = fitnets.plan(fast=True)
 def setup():
     data = load_data("digits", val_size=200).subset(n_train=256, n_val=64, n_test=128)
     teacher = fitnets.train_teacher(data, FAST, progress=False)
-    config = fitnets.student_config(FAST, batch_size=32)
+    config = fitnets.student_config(FAST, batch_size=32, epochs=2)  # a budget of 2: stage 1 + stage 2
     rows = fitnets.compare_methods(data, teacher, FAST.seeds, config, progress=False)
     fitnet = fitnets.train_fitnet(data, teacher, config=config, progress=False)
     return data, teacher, config, rows, fitnet
@@ -114,3 +114,19 @@ def test_pair_panel_reports_a_failure_instead_of_raising(setup, monkeypatch) -> 
     assert panel.train() is None
     assert "failed" in panel.status.value and "out of memory" in panel.status.value
     assert not panel.button.disabled and len(panel.figure.data[0].x) == 3
+
+
+def test_pair_panel_with_a_thin_student(setup) -> None:
+    data, teacher, config, _, _ = setup
+    options = fitnets.thin_student(4)
+    rows = fitnets.compare_methods(data, teacher, [config.seed], config, 1, guided_layer="conv2", student_arch="cnn",
+                                   progress=False, **options)
+    panel = hints.HintPairPanel(data, teacher, config, rows, student_arch="cnn", student_options=options,
+                                guided_layer="conv2", progress=False)
+    assert panel.guided.options == ("conv1", "conv2", "conv3", "conv4") and panel.guided.value == "conv2"
+    assert list(panel.figure.data[0].x) == ["scratch", "KD", "conv2←conv2, 1 ep"]
+    assert panel.epochs.max == config.epochs - 1  # stage 1 is part of the budget
+    panel.guided.value = "conv3"
+    result = panel.train()
+    assert result is not None and len(result.model.feature_names) == 4
+    assert len(result.stage1.history) + len(result.stage2.history) == config.epochs

@@ -83,22 +83,32 @@ class HintPairPanel(Panel):
     runs both FitNets stages (cached) and adds a bar beside the scratch and KD students.
 
     ``rows`` are :func:`labkd.fitnets.compare_methods` rows; the bars show seed ``config.seed``.
+    ``config.epochs`` is every arm's total budget: stage 1 takes the chosen epochs out of it.
+    ``student_options`` build the student (e.g. :func:`labkd.fitnets.thin_student`); ``guided_layer``
+    is the layer the rows used.
     """
 
     def __init__(self, data: Data, teacher: Trained | nn.Module, config: TrainConfig, rows: Sequence[dict],
                  stage1_epochs: int = 1, max_stage1_epochs: int = 5, student_arch: str = fitnets.STUDENT,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, student_options: dict | None = None,
+                 guided_layer: str = fitnets.GUIDED_LAYER, hint_layer: str = fitnets.HINT_LAYER) -> None:
+        if config.epochs < 2:
+            raise ValueError(f"config.epochs={config.epochs} leaves no room for stage 1 and stage 2; give at least 2")
         self.data, self.teacher, self.config, self.student_arch = data, teacher, config, student_arch
+        self.student_options = dict(student_options or {})
         self.progress_bars = progress
         teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
         self._teacher_model = teacher_model
-        self._student = build_model(student_arch, data.input_shape, data.num_classes, seed=config.seed)
+        self._student = build_model(student_arch, data.input_shape, data.num_classes, seed=config.seed,
+                                    **self.student_options)
         guided_names, hint_names = self._student.feature_names, teacher_model.feature_names
-        guided = fitnets.GUIDED_LAYER if fitnets.GUIDED_LAYER in guided_names else guided_names[0]
-        hint = fitnets.HINT_LAYER if fitnets.HINT_LAYER in hint_names else hint_names[0]
+        guided = guided_layer if guided_layer in guided_names else guided_names[0]
+        hint = hint_layer if hint_layer in hint_names else hint_names[0]
+        self._default = f"{guided}←{hint}, {stage1_epochs} ep"
         self.guided = W.Dropdown(options=guided_names, value=guided, description="guided (student)")
         self.hint = W.Dropdown(options=hint_names, value=hint, description="hint (teacher)")
-        self.epochs = W.IntSlider(value=stage1_epochs, min=1, max=max(stage1_epochs, max_stage1_epochs),
+        top = config.epochs - 1
+        self.epochs = W.IntSlider(value=min(stage1_epochs, top), min=1, max=min(top, max(stage1_epochs, max_stage1_epochs)),
                                   description="stage-1 epochs")
         self.button = W.Button(description="Train", button_style="primary", icon="play")
         self.bar = W.IntProgress(value=0, min=0, max=2, description="stages")
@@ -110,8 +120,7 @@ class HintPairPanel(Panel):
         for method in ("scratch", "KD", "hints + KD"):
             for r in rows:
                 if r["method"] == method and r["seed"] == config.seed:
-                    label = method if method != "hints + KD" else \
-                        f"{fitnets.GUIDED_LAYER}←{fitnets.HINT_LAYER}, {stage1_epochs} ep"
+                    label = method if method != "hints + KD" else self._default
                     names.append(label)
                     values.append(100 * r["accuracy"])
         self.runs: dict[str, float] = dict(zip(names, values))
@@ -153,7 +162,7 @@ class HintPairPanel(Panel):
                 self.output.clear_output()
                 result = fitnets.train_fitnet(self.data, self.teacher, self.student_arch, hint, guided, self.config,
                                               stage1_epochs=epochs, progress=self.progress_bars,
-                                              on_stage=self._stage_done)
+                                              on_stage=self._stage_done, **self.student_options)
         except Exception as error:  # a button callback must not fail silently: say what went wrong
             self.status.value = (f'<span style="color:#c62828">Training {html.escape(guided)} ← {html.escape(hint)} '
                                  f'failed: {html.escape(type(error).__name__)}: {html.escape(str(error))}</span>')
