@@ -609,6 +609,51 @@ def check_temperature_remark(result: SweepResult, alpha: float, small: str = "30
     return RemarkCheck(small_ok, large_ok, lines)
 
 
+def remark_temperatures(result: SweepResult, student: str, alpha: float,
+                        small_range: tuple[float, float] = PAPER["small_student_best_T"]) -> tuple[float, float]:
+    """The two arms of the small-student remark, chosen on **validation** accuracy (mean over the
+    grid's seeds, the development seeds): the best temperature inside ``small_range`` and the
+    best one outside it. Raises ``ValueError`` when the grid has none on one side."""
+    lo, hi = small_range
+    ts = result.temperatures_of(student, alpha)
+    inside, outside = [t for t in ts if lo <= t <= hi], [t for t in ts if not lo <= t <= hi]
+    if not inside or not outside:
+        raise ValueError(f"the grid of {student!r} at alpha={alpha:g} needs temperatures inside and outside "
+                         f"[{lo:g}, {hi:g}]; it has {ts}")
+
+    def val(t: float) -> float:
+        return _rank(result.mean_std("val_acc", student=student, temperature=t, alpha=alpha, scale_by_t2=True)[0])
+
+    return max(inside, key=val), max(outside, key=val)
+
+
+def remark_claim(data: Data, teacher: Trained | nn.Module, dev: SweepResult, student: str, alpha: float,
+                 seeds: Sequence[int], base_config: TrainConfig, lesson: str, progress: bool | None = None):
+    """Hinton et al.'s small-student remark as a :func:`labkd.stats.claim`: the two temperatures
+    are chosen on validation with ``dev`` (development seeds), then ``student`` is distilled at
+    both on the fresh ``seeds`` (paired: the same seed gives both arms the same start and batch
+    order) and the test accuracies are compared. Returns ``(claim, confirmation grid)``."""
+    from labkd import stats
+
+    t_in, t_out = remark_temperatures(dev, student, alpha)
+    seeds = check_seeds(seeds)
+    reused = sorted(set(seeds) & set(dev.seeds))
+    if reused:
+        raise ValueError(f"seeds {reused} chose the temperatures (development seeds {dev.seeds}); the claim must be "
+                         f"confirmed on fresh seeds")
+    spec = {student: dev.specs[student]} if student in dev.specs else {student: STUDENTS[student]}
+    confirm = run_grid(data, teacher, spec, [t_in, t_out], [alpha], list(seeds), base_config, baseline=False,
+                       progress=progress)
+
+    def acc(t: float) -> list[float]:
+        return [confirm.values("test_acc", student=student, temperature=t, alpha=alpha, seed=s)[0] for s in seeds]
+
+    c = stats.claim(f"({lesson}) the {student} student distils better at a temperature in 2.5–4 than outside it",
+                    treatment=acc(t_in), control=acc(t_out), seeds=list(seeds), expected=+1,
+                    treatment_name=f"T = {t_in:g}", control_name=f"T = {t_out:g} (best outside 2.5–4)")
+    return c, confirm
+
+
 # --------------------------------------------------------------------------------------------
 # Why the T² factor: gradient sizes
 

@@ -3,7 +3,6 @@ references against the library (the generic checks are in test_exercises_framewo
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from exercise_hints import hint_test

@@ -331,3 +331,26 @@ def test_other_errors_are_not_taken_for_divergence(digits, teacher, base, monkey
     monkeypatch.setattr(sweeps, "train_model", broken)
     with pytest.raises(ValueError, match="guided_layer"):
         sweeps.run_grid(digits, teacher, {"wide": STUDENTS["wide"]}, (1,), (1.0,), 1, base, progress=False)
+
+
+def test_remark_temperatures_are_chosen_on_validation():
+    # validation prefers T=3 inside and T=8 outside; test accuracy would prefer T=20 (it must not be used)
+    rows = [row("30-30", t, 0.9, s, acc=test, val=val) for s in (0, 1)
+            for t, val, test in ((1, 0.90, 0.90), (3, 0.95, 0.90), (8, 0.93, 0.90), (20, 0.92, 0.99))]
+    result = SweepResult(rows)
+    assert sweeps.remark_temperatures(result, "30-30", 0.9) == (3, 8)
+    with pytest.raises(ValueError, match="inside and outside"):
+        sweeps.remark_temperatures(SweepResult([row("30-30", 3, 0.9, 0)]), "30-30", 0.9)
+
+
+def test_remark_claim_confirms_on_fresh_paired_seeds(digits, teacher, base):
+    dev = sweeps.run_grid(digits, teacher, {"narrow": STUDENTS["narrow"]}, (1, 3), (0.9,), [0, 1], base, progress=False)
+    claim, confirm = sweeps.remark_claim(digits, teacher, dev, "narrow", 0.9, [100, 101], base, lesson="test",
+                                         progress=False)
+    assert confirm.seeds == [100, 101] and set(confirm.temperatures_of("narrow", 0.9)) == {1, 3}
+    assert claim.seeds == (100, 101) or list(claim.seeds) == [100, 101]
+    assert not claim.shown and "(test)" in claim.claim
+    for s in (100, 101):  # paired: both arms of a seed start from the same weights
+        assert len({r.init for r in confirm.select(student="narrow", seed=s)}) == 1
+    with pytest.raises(ValueError, match="fresh seeds"):
+        sweeps.remark_claim(digits, teacher, dev, "narrow", 0.9, [1, 2], base, lesson="test", progress=False)
