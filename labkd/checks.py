@@ -41,3 +41,27 @@ def check_seeds(seeds: object) -> list[int]:
     if len(set(out)) != len(out):
         raise ValueError(f"seeds has repeats: {out}")
     return [int(s) for s in out]
+
+
+def slider_temperature(temperature: object, low: float, high: float, argument: str = "temperature") -> float:
+    """A valid temperature (:func:`labkd.losses.check_temperature`) inside a widget slider's range
+    ``[low, high]``; ``ValueError`` stating the range otherwise (a slider would silently clamp it)."""
+    from labkd.losses import check_temperature
+
+    t = check_temperature(temperature, argument)
+    if not low * (1 - 1e-9) <= t <= high * (1 + 1e-9):
+        raise ValueError(f"{argument}={t:g} is outside the slider's range {low:g} to {high:g}")
+    return t
+
+
+def restore_if_not_finite(panel: object, change: dict | None) -> bool:
+    """For a panel's ``on_change``: if ``change`` set a control to NaN or inf (directly, not through
+    a setter), put its old value back (which redraws), add a note to ``panel.readout`` and return
+    True, so the caller skips its own redraw and the NaN cannot poison the panel."""
+    new = None if change is None else change.get("new")
+    if not isinstance(new, float) or np.isfinite(new):
+        return False
+    owner = change["owner"]
+    owner.value = change["old"]
+    panel.readout.value += f"<div><i>ignored {owner.description} = {new}: not a finite number</i></div>"
+    return True

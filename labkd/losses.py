@@ -26,9 +26,10 @@ from torch import Tensor, nn
 # --------------------------------------------------------------------------------------------
 # Input checks
 
-#: Temperatures every loss, sweep and widget accepts: beyond them float32 softmaxes under- or
-#: overflow (T = 1e-40 gives NaN on the first step; T = 1e300 makes every soft target uniform).
-TEMPERATURE_RANGE = (1e-2, 1e3)
+#: Temperatures every loss, sweep and widget accepts: within them, and with logits up to
+#: :data:`LOGIT_LIMIT`, float32 soft targets and the T² factor stay finite (T = 1e-40 gave NaN on
+#: the first step; T = 1e300 an infinite T²). 1e-6 and 1e4 are the T -> 0 and T -> ∞ limits.
+TEMPERATURE_RANGE = (1e-6, 1e4)
 #: Largest logit magnitude a loss accepts: a trained network's logits are a few tens; larger ones
 #: mean the network diverged (and at 3e38 the softmax itself overflows to NaN).
 LOGIT_LIMIT = 1e6
@@ -43,7 +44,7 @@ class NonFiniteInputError(ValueError):
 
 
 def check_temperature(temperature: float, argument: str = "temperature") -> float:
-    """A temperature in :data:`TEMPERATURE_RANGE` (0.01 to 1000), as a float."""
+    """A temperature in :data:`TEMPERATURE_RANGE` (1e-6 to 10,000), as a float."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"{argument} must be a positive number, got {type(temperature).__name__}")
     low, high = TEMPERATURE_RANGE

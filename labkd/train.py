@@ -115,11 +115,6 @@ class TrainConfig:
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise TypeError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.loss not in ("hint", "feature_kd"):
-            for name in ("hint_layer", "guided_layer"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name}={getattr(self, name)!r} is only used with loss='hint' or "
-                                     f"loss='feature_kd', not loss={self.loss!r}")
         if isinstance(self.jitter, bool) or not isinstance(self.jitter, int) or self.jitter < 0:
             raise ValueError(f"jitter must be a non-negative integer (pixels), got {self.jitter!r}")
         losses.check_temperature(self.temperature)
@@ -137,6 +132,11 @@ class TrainConfig:
         if isinstance(self.feature_weight, bool) or not isinstance(self.feature_weight, (int, float)) \
                 or not math.isfinite(self.feature_weight) or self.feature_weight < 0:
             raise ValueError(f"feature_weight must be a finite number >= 0, got {self.feature_weight!r}")
+        if self.loss not in ("hint", "feature_kd"):
+            for name in ("hint_layer", "guided_layer"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}={getattr(self, name)!r} is only used with loss='hint' or "
+                                     f"loss='feature_kd', not loss={self.loss!r}")
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed: ``config.replace(temperature=8)``."""

@@ -19,9 +19,9 @@ import ipywidgets as widgets
 import torch
 from plotly.subplots import make_subplots
 
+from labkd.checks import restore_if_not_finite
 from labkd.transfer_sets import ShiftStudy, check_shift, fill_shift_figure, shift_traces
 from labkd.widgets import Panel, figure_widget
-from labkd.widgets.guards import restore_if_not_finite
 
 
 class BiasShiftPanel(Panel):

@@ -23,9 +23,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from labkd.checks import restore_if_not_finite, slider_temperature
 from labkd.losses import check_pair, check_temperature
 from labkd.widgets import Panel, cycle_values, figure_widget
-from labkd.widgets.guards import restore_if_not_finite, slider_temperature
 
 T_MIN, T_MAX = 0.5, 200.0
 #: Temperatures of the cosine curves (log-spaced over the slider's range).

@@ -22,10 +22,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from labkd.checks import restore_if_not_finite, slider_temperature
 from labkd.data import Split
 from labkd.losses import check_logits, check_targets, check_temperature
 from labkd.widgets import Panel, figure_widget
-from labkd.widgets.guards import restore_if_not_finite, slider_temperature
 
 #: Temperature range of the sliders (log scale).
 T_MIN, T_MAX = 0.5, 20.0
