@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from labkd import __version__
+from labkd import __version__, clock
 from labkd.paths import cache_dir
 
 SUFFIX = ".pt"
@@ -71,11 +71,13 @@ def load(key: str) -> dict | None:
     path = path_for(key)
     if not path.is_file():
         return None
+    start = time.perf_counter()
     entry, problem = read(key)
     if problem is not None:
         warnings.warn(f"model cache file {path} is unusable ({problem}); it will be retrained and replaced",
                       CacheWarning, stacklevel=2)
         return None
+    clock.add_loading(time.perf_counter() - start)
     return entry
 
 

@@ -17,6 +17,7 @@ import argparse
 import datetime as _dt
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="limit per cell (default: none)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="run N notebooks at once, one CPU thread each (default 1; 2 suits a 2-core laptop)")
     run.set_defaults(handler=cmd_run)
 
     cache = commands.add_parser("cache", help="list, verify or clear the trained-model cache")
@@ -182,17 +185,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output {str(output)!r} is a file; expected a folder for the reports")
     _check_writable_folder(output, "--output" if args.output is not None else "LABKD_REPORTS")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be a positive number of notebooks run at once, got {args.jobs}")
 
+    start = time.perf_counter()
     results = runner.run_notebooks(
         paths, output, fast=args.fast, solutions=args.solutions, parameters=parameters,
-        kernel_name=args.kernel, timeout=args.timeout, progress=not args.no_progress,
+        kernel_name=args.kernel, timeout=args.timeout, progress=not args.no_progress, jobs=args.jobs,
     )
+    wall = time.perf_counter() - start
     index = runner.write_index(runner.with_earlier_runs(results, output), output)
     failed = [r for r in results if not r.ok]
     if args.no_progress:  # the progress bar already printed each line
         for result in results:
             print(result.describe())
-    print(f"{len(results) - len(failed)} ok, {len(failed)} failed; report: {index}")
+    totals = runner.time_totals(results)
+    print(f"{len(results) - len(failed)} ok, {len(failed)} failed in {wall / 60:.1f} min wall time "
+          f"(--jobs {args.jobs}); training {totals['training_seconds'] / 60:.1f} min for {totals['models_trained']} "
+          f"models, {totals['models_loaded']} loaded from the cache; report: {index}")
     return EXIT_FAILED if failed else EXIT_OK
 
 

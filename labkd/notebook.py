@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from labkd import __version__
+from labkd import __version__, clock
 from labkd.data import Data, load_data
 from labkd.results import record
 from labkd.train import default_device
@@ -31,6 +31,7 @@ def start(dataset: str = "mnist", fast: bool = False, seed: int = 0, fallback: b
     """
     global _started
     _started = time.perf_counter()
+    clock.reset()
     torch.manual_seed(seed)
     _configure_plotly()
     return load(dataset, fast, seed, fallback, n_train_fast, n_eval_fast, quiet)
@@ -70,8 +71,11 @@ def finish() -> float:
     if _started is None:
         raise RuntimeError("call labkd.notebook.start(...) at the top of the notebook first")
     seconds = time.perf_counter() - _started
-    record(notebook_seconds=round(seconds, 1))
-    print(f"This notebook ran in {seconds:.1f} s.")
+    used = clock.totals()
+    record(notebook_seconds=round(seconds, 1), **used)
+    print(f"This notebook ran in {seconds:.1f} s: {used['training_seconds']:.1f} s training "
+          f"{used['models_trained']} model(s), {used['loading_seconds']:.1f} s loading {used['models_loaded']} "
+          f"from the model cache.")
     return seconds
 
 

@@ -118,12 +118,30 @@ def test_run_reports_failures_and_still_runs_the_rest(capsys, course, tmp_path) 
     assert code == 1
     assert "FAILED  02_bad at cell" in out and "ValueError: boom: the student diverged" in out
     assert "ok      01_good" in out
-    assert f"1 ok, 1 failed; report: {output / 'index.html'}" in out
+    assert "1 ok, 1 failed in " in out and "(--jobs 1)" in out and f"report: {output / 'index.html'}" in out
     for name in ("01_good", "02_bad"):
         assert (output / f"{name}.ipynb").is_file() and (output / f"{name}.html").is_file()
     recorded = json.loads((output / "01_good.results.json").read_text())
     assert (recorded["fast"], recorded["solutions"], recorded["seed"]) == (True, True, 7)
     assert "02_bad.html" in (output / "index.html").read_text()
+
+
+def test_run_with_two_jobs_runs_both_and_keeps_the_order(capsys, course, tmp_path) -> None:
+    """``--jobs 2``: two notebooks at once in worker processes; results (and so the index and the
+    results table) come back in the order given, whatever finished first."""
+    output = tmp_path / "reports"
+    code, out, _ = run_cli(
+        capsys, "run", str(course / "02_bad.ipynb"), str(course / "01_good.ipynb"), "--fast",
+        "--output", str(output), "--no-progress", "--jobs", "2",
+    )
+    assert code == 1 and "(--jobs 2)" in out
+    lines = [line for line in out.splitlines() if line.startswith(("ok ", "FAILED "))]
+    assert [line.split()[1] for line in lines] == ["02_bad", "01_good"]
+    index = json.loads((output / "index.json").read_text())
+    assert [n["name"] for n in index["notebooks"]] == ["02_bad", "01_good"]
+    assert index["totals"]["notebooks"] == 2
+    code, _, err = run_cli(capsys, "run", str(course / "01_good.ipynb"), "--output", str(output), "--jobs", "0")
+    assert code == 2 and "--jobs must be a positive number" in err
 
 
 def test_run_unknown_notebook_is_a_usage_error(capsys, course, tmp_path) -> None:
