@@ -103,6 +103,7 @@ def train_model(
         label: a human description stored beside the cache entry (``labkd cache list``).
         model_options: passed to the architecture (``hidden=(30, 30)``, ``channels=...``).
     """
+    _check_arguments(data, config, teacher, teacher_logits, init)
     teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
     init_model = init.model if isinstance(init, Trained) else init
     model = build_model(arch, data.input_shape, data.num_classes, seed=config.seed, **model_options)
@@ -151,6 +152,19 @@ def train_model(
                 "regressor": None if regressor is None else {k: v.cpu() for k, v in regressor.state_dict().items()},
             }, label or f"{arch} {config.loss} seed={config.seed} on {data.name}")
         return trained
+
+
+def _check_arguments(data: object, config: object, teacher: object, teacher_logits: object, init: object) -> None:
+    """Wrong types fail here, with the argument named, not deep inside hashing or training."""
+    if not isinstance(data, Data):
+        raise TypeError(f"data must be a labkd Data (from load_data), got {type(data).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    for name, value in (("teacher", teacher), ("init", init)):
+        if value is not None and not isinstance(value, (nn.Module, Trained)):
+            raise TypeError(f"{name} must be a model or a Trained (from train_model), got {type(value).__name__}")
+    if teacher_logits is not None and not isinstance(teacher_logits, Tensor):
+        raise TypeError(f"teacher_logits must be a torch.Tensor of shape (N_train, C), got {type(teacher_logits).__name__}")
 
 
 def store(key: str, entry: dict, description: str) -> bool:

@@ -380,6 +380,19 @@ def test_teacher_logits_of_the_wrong_type(digits):
         fit(student, digits, CONFIG.replace(loss="distillation"), teacher_logits=[[0.0] * 10], progress=False)
 
 
+@pytest.mark.parametrize("argument, value, pattern", [
+    ("teacher", "hinton_teacher", "teacher must be a model or a Trained"),
+    ("init", {"w": 1}, "init must be a model or a Trained"),
+    ("teacher_logits", [[0.0] * 10], "teacher_logits must be a torch.Tensor"),
+])
+def test_train_model_names_arguments_of_the_wrong_type(digits, argument, value, pattern, fit_calls):
+    with pytest.raises(TypeError, match=pattern):
+        train_model("mlp", digits, CONFIG.replace(loss="distillation"), **{argument: value}, **SMALL)
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        train_model("mlp", digits, {"epochs": 1}, **SMALL)
+    assert fit_calls == []
+
+
 def test_labkd_device_is_named_in_its_error(monkeypatch):
     monkeypatch.setenv("LABKD_DEVICE", "gpu")
     with pytest.raises(ValueError, match=r"LABKD_DEVICE='gpu' is not a device"):
