@@ -2,6 +2,7 @@
 
     labkd data [--download] [--root DIR]
     labkd run [NOTEBOOK ...] [--fast] [--solutions] [--output DIR] [--param KEY=VALUE ...]
+    labkd warm [--jobs N]
     labkd cache list|clear|verify
     labkd cache export|import FILE [--only PATTERN] [--replace]
     labkd bench [--quick] [--json]
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="run N notebooks at once, one CPU thread each (default 1; 2 suits a 2-core laptop)")
     run.set_defaults(handler=cmd_run)
+
+    warm = commands.add_parser("warm", help="train every model the course needs (full mode), without reports")
+    warm.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="only these notebooks (default: all)")
+    warm.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks at once (default 1; 2 on 2 cores)")
+    warm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    warm.set_defaults(handler=cmd_warm)
 
     cache = commands.add_parser("cache", help="list, verify or clear the trained-model cache")
     cache.add_argument("action", choices=["list", "clear", "verify", "export", "import"],
@@ -203,6 +210,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{len(results) - len(failed)} ok, {len(failed)} failed in {wall / 60:.1f} min wall time "
           f"(--jobs {args.jobs}); training {totals['training_seconds'] / 60:.1f} min for {totals['models_trained']} "
           f"models, {totals['models_loaded']} loaded from the cache; report: {index}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    """Run the notebooks in full mode into a scratch folder (no HTML) so that every model they
+    train lands in the cache; an interrupted warm-up keeps every model finished so far."""
+    import shutil
+    import tempfile
+
+    from labkd import runner
+    from labkd.cache import check_writable
+
+    try:
+        paths = runner.resolve_notebooks(args.notebooks)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be a positive number of notebooks run at once, got {args.jobs}")
+    folder = check_writable()
+    scratch = Path(tempfile.mkdtemp(prefix="labkd-warm-"))
+    start = time.perf_counter()
+    try:
+        results = runner.run_notebooks(paths, scratch, fast=False, progress=not args.no_progress,
+                                       jobs=args.jobs, html=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    failed = [r for r in results if not r.ok]
+    if args.no_progress:
+        for result in results:
+            print(result.describe())
+    totals = runner.time_totals(results)
+    print(f"warmed the model cache {folder} in {(time.perf_counter() - start) / 60:.1f} min (--jobs {args.jobs}): "
+          f"{totals['models_trained']} models trained, {totals['models_loaded']} already cached; "
+          f"{len(failed)} notebook(s) failed")
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -188,6 +188,7 @@ def run_notebooks(
     timeout: float | None = None,
     progress: bool = True,
     jobs: int = 1,
+    html: bool = True,
 ) -> list[RunResult]:
     """Execute each notebook (each in its own folder) and export it to HTML.
 
@@ -210,7 +211,7 @@ def run_notebooks(
         results = []
         for path in paths:
             bar.set_postfix_str(path.stem)
-            result = run_notebook(path, output_dir, merged, kernel_name, timeout)
+            result = run_notebook(path, output_dir, merged, kernel_name, timeout, html)
             results.append(result)
             bar.update(1)
             if progress:
@@ -225,7 +226,7 @@ def run_notebooks(
     done: dict[int, RunResult] = {}
     with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=context,
                                                 initializer=_one_thread_per_kernel) as pool:
-        futures = {pool.submit(run_notebook, path, output_dir, merged, kernel_name, timeout): i
+        futures = {pool.submit(run_notebook, path, output_dir, merged, kernel_name, timeout, html): i
                    for i, path in enumerate(paths)}
         for future in concurrent.futures.as_completed(futures):
             i = futures[future]
@@ -241,6 +242,10 @@ def run_notebooks(
     return [done[i] for i in range(len(paths))]
 
 
+class _NoHtml(Exception):
+    """Internal: HTML export was not asked for (``labkd warm``)."""
+
+
 def _one_thread_per_kernel() -> None:
     """Worker set-up of ``run_notebooks(jobs > 1)``: kernels started from here use one thread."""
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -253,8 +258,10 @@ def run_notebook(
     parameters: Mapping[str, Any] | None = None,
     kernel_name: str = "python3",
     timeout: float | None = None,
+    html: bool = True,
 ) -> RunResult:
-    """Execute one notebook into ``output_dir`` and write its HTML; never raises for cell errors."""
+    """Execute one notebook into ``output_dir`` and write its HTML (unless ``html=False``);
+    never raises for cell errors."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -299,7 +306,11 @@ def run_notebook(
         os.replace(partial, executed)
         result.executed = executed
         try:
+            if not html:
+                raise _NoHtml
             result.html = export_html(executed, html_path)
+        except _NoHtml:
+            html_path.unlink(missing_ok=True)
         except Exception as error:  # the run's verdict stands; say why there is no HTML
             result.html_error = f"{type(error).__name__}: {error}"
             html_path.unlink(missing_ok=True)

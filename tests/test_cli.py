@@ -144,6 +144,30 @@ def test_run_with_two_jobs_runs_both_and_keeps_the_order(capsys, course, tmp_pat
     assert code == 2 and "--jobs must be a positive number" in err
 
 
+def test_warm_runs_full_mode_without_reports(capsys, course, tmp_path, monkeypatch) -> None:
+    """``labkd warm``: every notebook in full mode (fast=False) so its models reach the cache;
+    no report is left behind, and a failing notebook is named and fails the command."""
+    from labkd import runner
+
+    seen = {}
+    real = runner.run_notebooks
+
+    def spy(paths, output_dir, **kwargs):
+        seen.update(kwargs, output_dir=Path(output_dir))
+        return real(paths, output_dir, **kwargs)
+
+    monkeypatch.setattr(runner, "run_notebooks", spy)
+    code, out, _ = run_cli(capsys, "warm", str(course / "01_good.ipynb"), str(course / "02_bad.ipynb"),
+                           "--no-progress")
+    assert code == 1
+    assert seen["fast"] is False and seen["html"] is False and seen["jobs"] == 1
+    assert "warmed the model cache" in out and "1 notebook(s) failed" in out and "FAILED  02_bad" in out
+    assert not seen["output_dir"].exists(), "the scratch folder is removed"
+    assert not list(course.glob("*.html"))
+    code, _, err = run_cli(capsys, "warm", "--jobs", "0")
+    assert code == 2 and "--jobs must be a positive number" in err
+
+
 def test_run_unknown_notebook_is_a_usage_error(capsys, course, tmp_path) -> None:
     code, _, err = run_cli(capsys, "run", "99_missing", "--output", str(tmp_path))
     assert code == 2
