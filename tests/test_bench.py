@@ -112,7 +112,7 @@ def test_settings_are_checked() -> None:
 
 
 def test_check_targets_compares_with_the_bounds() -> None:
-    checks = bench.check_targets({"speedup_vs_dataloader": 5.0, "fraction_of_peak": 0.5, "jitter_slowdown": 1.3})
+    checks = bench.check_targets({"speedup_vs_dataloader": 5.0, "fraction_of_peak": 0.45, "jitter_slowdown": 1.3})
     assert checks["speedup_vs_dataloader"]["met"] is True
     assert checks["fraction_of_peak"]["met"] is False
     assert checks["jitter_slowdown"]["met"] is True  # the bound is inclusive
