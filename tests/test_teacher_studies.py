@@ -310,3 +310,11 @@ def test_soft_targets_and_examples(data, schedules):
     assert len(chosen) == len(set(chosen)) == 4
     soft = es.soft_targets(teachers, data.train.x[chosen])
     assert soft.shape == (2, 4, 10) and torch.allclose(soft[1], logits[chosen])
+
+
+def test_teacher_table_of_schedules(data, schedules):
+    fig = es.teacher_table(es.teacher_rows(schedules, data))
+    assert fig.data[0].type == "table" and list(fig.data[0].cells.values[0]) == ["1 epochs", "3 epochs"]
+    assert "bits" in " ".join(fig.data[0].header.values)
+    with pytest.raises(ValueError, match="empty"):
+        es.teacher_table([])
