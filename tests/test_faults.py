@@ -141,10 +141,17 @@ def test_the_key_covers_the_data_contents(digits, fit_calls):
     assert train_model("mlp", digits, CONFIG, **SMALL).cached
 
 
-def test_the_fingerprint_is_computed_once_and_follows_in_place_changes(digits):
+def test_the_fingerprint_is_computed_once_per_tensor_and_follows_in_place_changes(digits, monkeypatch):
     data = digits.subset(n_train=300)
     first = data.fingerprint()
-    assert data.__dict__["_fingerprint"][1] == first and data.fingerprint() == first
+    hashed = []
+    real_sha256 = datasets.hashlib.sha256
+    monkeypatch.setattr(datasets.hashlib, "sha256", lambda *a: hashed.append(1) or real_sha256(*a))
+    assert data.fingerprint() == first and len(hashed) == 1  # only the combining hash: tensors are known
+    other = digits.subset(n_train=200)  # shares the validation and test tensors
+    hashed.clear()
+    other.fingerprint()
+    assert len(hashed) == 1 + 2  # the combining hash and the new training images and labels
     data.train.y[0] = (int(data.train.y[0]) + 1) % 10  # changed in place: the tensor's version moves
     assert data.fingerprint() != first
 
