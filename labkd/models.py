@@ -141,7 +141,7 @@ def mlp(
 
 def cnn(
     input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
-    pool_after: Sequence[int] | None = None, kernel_size: int = 3, batch_norm: bool = True,
+    pool_after: Sequence[int] | None = None, kernel_size: int = 3, batch_norm: bool = True, head: str = "avg",
 ) -> BlockModel:
     """Conv-BN-ReLU layers (features ``conv1``...), 2x2 max-pooling after the layers in
     ``pool_after`` (1-based; default: after a third and two thirds of the layers, so most
@@ -149,7 +149,11 @@ def cnn(
     and a linear head. Wide and shallow: ``channels=(64, 128)``; deep and thin:
     ``channels=(16, 16, 16, 32, 32, 32)``. ``batch_norm=False``: plain Conv(+bias)-ReLU layers
     with PyTorch's default initialisation (the hard-to-train deep students of FitNets, lesson 03).
+    ``head="flatten"``: a linear layer on the whole last feature map instead of global average
+    pooling, which keeps *where* a feature was seen (lesson 08's specialist).
     """
+    if head not in ("avg", "flatten"):
+        raise ValueError(f"head must be 'avg' (global average pooling) or 'flatten', got {head!r}")
     if not isinstance(batch_norm, bool):
         raise TypeError(f"batch_norm must be True or False, got {batch_norm!r}")
     channels = _check_sizes(channels, "channels", "channels must list positive channel counts")
@@ -176,8 +180,12 @@ def cnn(
             layers.append(nn.MaxPool2d(2))
         blocks[f"conv{i}"] = nn.Sequential(*layers)
         c_in = int(c)
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
-    return BlockModel(blocks, head)
+    if head == "flatten":
+        h, w = int(input_shape[1]), int(input_shape[2])
+        for _ in pools:
+            h, w = h // 2, w // 2
+        return BlockModel(blocks, nn.Sequential(nn.Flatten(), nn.Linear(c_in * h * w, num_classes)))
+    return BlockModel(blocks, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)))
 
 
 class BasicBlock(nn.Module):
