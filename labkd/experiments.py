@@ -11,6 +11,7 @@ The second call with the same arguments loads the weights and history from the c
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -79,6 +80,25 @@ def config_key(config: TrainConfig) -> dict:
     return {k: v for k, v in config.to_dict().items() if v != getattr(defaults, k, object())}
 
 
+@dataclass(frozen=True)
+class Tracker:
+    """Per-epoch metrics for :func:`train_model` to add to every history row.
+
+    ``measure(model) -> {"name": value}`` runs after each epoch (the model in eval mode is up to
+    the function: :func:`labkd.metrics.predict_logits` does it). ``name`` enters the cache key:
+    give every different measurement its own name (and include whatever it depends on, e.g. the
+    teacher it compares with), so a model is never served with another tracker's history."""
+
+    name: str
+    measure: Callable[[nn.Module], dict[str, float]]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"Tracker name must be a non-empty string (it is part of the cache key), got {self.name!r}")
+        if not callable(self.measure):
+            raise TypeError(f"Tracker measure must be a function of the model, got {type(self.measure).__name__}")
+
+
 def train_model(
     arch: str,
     data: Data,
@@ -90,6 +110,7 @@ def train_model(
     use_cache: bool = True,
     progress: bool | None = None,
     label: str = "",
+    track: Tracker | None = None,
     **model_options,
 ) -> Trained:
     """Build ``arch`` (seeded with ``config.seed``), train it, and cache the result.
@@ -101,9 +122,13 @@ def train_model(
             specialists initialised from the generalist, born-again generations).
         use_cache: look the result up first and store it afterwards.
         label: a human description stored beside the cache entry (``labkd cache list``).
+        track: extra metrics measured on the model after every epoch and stored in its history
+            rows (and so in the cache): a :class:`Tracker`, whose ``name`` is part of the key.
         model_options: passed to the architecture (``hidden=(30, 30)``, ``channels=...``).
     """
     _check_arguments(data, config, teacher, teacher_logits, init)
+    if track is not None and not isinstance(track, Tracker):
+        raise TypeError(f"track must be a labkd.experiments.Tracker, got {type(track).__name__}")
     teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
     init_model = init.model if isinstance(init, Trained) else init
     model = build_model(arch, data.input_shape, data.num_classes, seed=config.seed, **model_options)
@@ -117,6 +142,7 @@ def train_model(
         "teacher": None if teacher is None else model_identity(teacher),
         "teacher_logits": None if teacher_logits is None else cache.tensor_fingerprint(teacher_logits),
         "init": None if init is None else model_identity(init),
+        **({} if track is None else {"track": track.name}),
     })
     regressor = _hint_regressor(model, teacher_model, config)
     # one process at a time per key: a second one waits for the first to train and store the
@@ -139,8 +165,9 @@ def train_model(
 
         if use_cache:  # fail now, not after an hour of training, if the result cannot be stored
             cache.check_writable(key)
+        on_epoch = None if track is None else (lambda row: row.update(track.measure(model)))
         result = fit(model, data, config, teacher=teacher_model, teacher_logits=teacher_logits,
-                     regressor=regressor, progress=progress)
+                     regressor=regressor, progress=progress, on_epoch=on_epoch)
         model.cache_key = key
         trained = Trained(model, result.history, key, result.seconds, False, result.checkpoints, result.regressor)
         if use_cache:

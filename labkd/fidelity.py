@@ -26,23 +26,22 @@ its teacher's initial weights (that would make "self-distillation" a copy by con
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from labkd import cache, metrics
+from labkd import metrics
 from labkd.data import Data
-from labkd.experiments import Trained, model_identity, train_model
+from labkd.experiments import Tracker, Trained, model_identity, train_model
 from labkd.losses import check_temperature
 from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress
 from labkd.checks import check_hidden, check_seeds
 from labkd.teacher_studies import check_config, compare, mlp_name, summarize
-from labkd.train import TrainConfig, fit
+from labkd.train import TrainConfig
 
 #: Teacher of seed s is initialised with seed s + TEACHER_SEED_OFFSET (never the student's weights).
 TEACHER_SEED_OFFSET = 100
@@ -158,39 +157,24 @@ def distil_with_fidelity(
                          f"got loss={config.loss!r}; use labels_only=True for the labels-only reference")
     train_config = config.replace(loss="cross_entropy") if labels_only else config
     idx = fidelity_sample(data, n_fidelity)
-    model = build_model("mlp", data.input_shape, data.num_classes, seed=train_config.seed, hidden=hidden)
-    key = cache.make_key({"kind": "fidelity-run", "model": model.spec, "data": data.spec,
-                          "train": train_config.to_dict(), "teacher": model_identity(teacher),
-                          "n_fidelity": None if n_fidelity is None else len(idx)})
     name = mlp_name(hidden, data)
     method = LABELS_ONLY if labels_only else "distilled"
-    init_norm = _first_norm(model)
-    entry = cache.load(key) if use_cache else None
-    if entry is not None:
-        model.load_state_dict(entry["state_dict"])
-        model.cache_key = key
-        return FidelityRun(name, hidden, method, config.jitter, config.seed, list(entry["history"]), model.eval(),
-                           key, float(entry["seconds"]), True, init_norm)
-
-    t_model = teacher.model
     train_x, test_x = data.train.x[idx], data.test.x
-    t_train, t_test = metrics.predict_logits(t_model, train_x), metrics.predict_logits(t_model, test_x)
-    history: list[dict] = []
+    t_train, t_test = metrics.predict_logits(teacher.model, train_x), metrics.predict_logits(teacher.model, test_x)
 
-    def measure(row: dict) -> None:
+    def fidelity(model: nn.Module) -> dict[str, float]:
         s_train, s_test = metrics.predict_logits(model, train_x), metrics.predict_logits(model, test_x)
-        history.append({**row, **fidelity_metrics(t_train, s_train, t_test, s_test)})
+        return fidelity_metrics(t_train, s_train, t_test, s_test)
 
-    start = time.perf_counter()
-    fit(model, data, train_config, teacher=None if labels_only else t_model, progress=progress, on_epoch=measure)
-    seconds = time.perf_counter() - start
-    model.cache_key = key
-    if use_cache:
-        cache.save(key, {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                         "history": history, "seconds": seconds})
-        cache.write_description(key, f"fidelity: {name} {method} jitter={config.jitter} seed={config.seed}")
-    return FidelityRun(name, hidden, method, config.jitter, config.seed, history, model.eval(), key, seconds,
-                       False, init_norm)
+    init_norm = _first_norm(build_model("mlp", data.input_shape, data.num_classes, seed=train_config.seed,
+                                        hidden=hidden))  # the weights before training (same seed, same start)
+    # the tracked numbers depend on the teacher and the sample even for the labels-only student
+    tracker = Tracker(f"fidelity to {model_identity(teacher)} on {len(idx)} training images", fidelity)
+    trained = train_model("mlp", data, train_config, teacher=None if labels_only else teacher, track=tracker,
+                          use_cache=use_cache, progress=progress, hidden=hidden,
+                          label=f"fidelity: {name} {method} jitter={config.jitter} seed={config.seed}")
+    return FidelityRun(name, hidden, method, config.jitter, config.seed, trained.history, trained.model, trained.key,
+                       trained.seconds, trained.cached, init_norm)
 
 
 def fidelity_metrics(teacher_train: Tensor, student_train: Tensor, teacher_test: Tensor,

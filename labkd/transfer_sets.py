@@ -543,38 +543,19 @@ def train_tracked(arch: str, data: Data, config: TrainConfig, teacher: Trained |
     Accuracy hides over-confidence: a model can keep its test accuracy while its test loss
     climbs. The loss curves show that overfitting.
     """
-    from labkd import cache
-    from labkd.experiments import model_identity
-    from labkd.models import build_model
-    from labkd.train import fit
+    from labkd.experiments import Tracker
 
     _check_config(config, "config")
-    model = build_model(arch, data.input_shape, data.num_classes, seed=config.seed)
-    key = cache.make_key({"model": model.spec, "data": data.spec, "train": config.to_dict(),
-                          "teacher": None if teacher is None else model_identity(teacher),
-                          "tracked": ["val_loss", "test_loss"], "by": "labkd.transfer_sets.train_tracked"})
-    entry = cache.load(key)
-    if entry is not None:
-        try:
-            model.load_state_dict(entry["state_dict"])
-        except (RuntimeError, KeyError):
-            entry = None
-    if entry is not None:
-        model.cache_key = key
-        return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True)
 
-    def losses(row: dict) -> None:  # fit appends ``row`` to the history, so keys added here stay
+    def losses(model: nn.Module) -> dict[str, float]:
+        out = {}
         for name, split in (("val", data.val), ("test", data.test)):
             logits = metrics.predict_logits(model, split.x)
-            row[f"{name}_loss"] = float(torch.nn.functional.cross_entropy(logits, split.y.to(logits.device)))
+            out[f"{name}_loss"] = float(torch.nn.functional.cross_entropy(logits, split.y.to(logits.device)))
+        return out
 
-    teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
-    result = fit(model, data, config, teacher=teacher_model, progress=progress, on_epoch=losses)
-    model.cache_key = key
-    cache.save(key, {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                     "history": result.history, "seconds": result.seconds, "checkpoints": []})
-    cache.write_description(key, label or f"{arch} {config.loss} seed={config.seed} on {data.name} (tracked losses)")
-    return Trained(model, result.history, key, result.seconds, False)
+    return train_model(arch, data, config, teacher=teacher, progress=progress, track=Tracker("val_loss,test_loss", losses),
+                       label=label or f"{arch} {config.loss} seed={config.seed} on {data.name} (tracked losses)")
 
 
 def run_row(arm: str, seed: int, trained: Trained, n_train: int) -> dict:

@@ -295,3 +295,27 @@ def test_config_key_lists_only_what_differs_from_the_defaults() -> None:
     assert config_key(TrainConfig()) == {}
     assert config_key(TrainConfig(epochs=7, lr=0.05)) == {"epochs": 7}  # lr 0.05 is the default
     assert config_key(TrainConfig(loss="distillation", temperature=20)) == {"loss": "distillation", "temperature": 20}
+
+
+def test_a_tracker_adds_per_epoch_metrics_that_are_cached_and_keyed(digits, fit_calls):
+    """train_model(track=...) stores extra per-epoch metrics in the history, serves them from the
+    cache, and keys on the tracker's name (another measurement never gets this history)."""
+    calls = []
+
+    def norm(model) -> dict:
+        calls.append(1)
+        return {"weight_norm": float(sum(p.detach().norm() for p in model.parameters()))}
+
+    config = CONFIG.replace(epochs=2)
+    tracked = train(digits, config, track=experiments.Tracker("weight norm", norm))
+    assert len(calls) == 2 and all("weight_norm" in row for row in tracked.history)
+    assert tracked.history[0]["weight_norm"] != tracked.history[-1]["weight_norm"]
+    again = train(digits, config, track=experiments.Tracker("weight norm", norm))
+    assert again.cached and again.history == tracked.history and len(calls) == 2
+    other = train(digits, config, track=experiments.Tracker("another measurement", norm))
+    plain = train(digits, config)
+    assert len({tracked.key, other.key, plain.key}) == 3 and not other.cached and not plain.cached
+    with pytest.raises(TypeError, match="track must be a labkd.experiments.Tracker"):
+        train(digits, track=norm)
+    with pytest.raises(ValueError, match="Tracker name must be a non-empty string"):
+        experiments.Tracker("", norm)
