@@ -202,15 +202,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     wall = time.perf_counter() - start
     index = runner.write_index(runner.with_earlier_runs(results, output), output)
-    failed = [r for r in results if not r.ok]
-    if args.no_progress:  # the progress bar already printed each line
-        for result in results:
-            print(result.describe())
-    totals = runner.time_totals(results)
+    failed, totals = _print_runs(results, args.no_progress)
     print(f"{len(results) - len(failed)} ok, {len(failed)} failed in {wall / 60:.1f} min wall time "
           f"(--jobs {args.jobs}); training {totals['training_seconds'] / 60:.1f} min for {totals['models_trained']} "
           f"models, {totals['models_loaded']} loaded from the cache; report: {index}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print_runs(results: list, no_progress: bool) -> tuple[list, dict]:
+    """Print one line per notebook (the progress bar already did, unless ``no_progress``); return
+    the failed runs and the time totals."""
+    from labkd import runner
+
+    if no_progress:
+        for result in results:
+            print(result.describe())
+    return [r for r in results if not r.ok], runner.time_totals(results)
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
@@ -236,11 +243,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
                                        jobs=args.jobs, html=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    failed = [r for r in results if not r.ok]
-    if args.no_progress:
-        for result in results:
-            print(result.describe())
-    totals = runner.time_totals(results)
+    failed, totals = _print_runs(results, args.no_progress)
     print(f"warmed the model cache {folder} in {(time.perf_counter() - start) / 60:.1f} min (--jobs {args.jobs}): "
           f"{totals['models_trained']} models trained, {totals['models_loaded']} already cached; "
           f"{len(failed)} notebook(s) failed")
