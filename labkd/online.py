@@ -415,14 +415,6 @@ def same_start(rows: Sequence[Mapping]) -> list[str]:
     return stats.same_start(norms)
 
 
-def agreement_summary(rows: Sequence[Mapping]) -> dict:
-    """Mean test agreement of cohort students with their classmates, and of the networks trained
-    alone with each other (different seeds: a baseline for how much independent networks agree)."""
-    mutual = [r["agreement"] for r in rows if r["method"] == MUTUAL]
-    alone = [r for r in rows if r["method"] == INDEPENDENT]
-    return {"mutual": sum(mutual) / len(mutual) if mutual else float("nan"), "n_alone": len(alone)}
-
-
 # --------------------------------------------------------------------------------------------
 # Born-again networks
 
@@ -734,9 +726,20 @@ def born_again_seconds(ban: BornAgain) -> float:
     return float(sum(t.seconds for chain in ban.trained.values() for t in chain))
 
 
-def reading(mutual: stats.Claim, born: stats.Claim, ensemble: stats.Claim) -> str:
-    """A few sentences reading the three verdicts (printed in "What we found")."""
+def reading(mutual: stats.Claim, born: stats.Claim, ensemble: stats.Claim, selection: Selection | None = None) -> str:
+    """A few sentences reading the three verdicts (printed in "What we found"), and, given the
+    :class:`Selection`, how clearly validation on the development seeds pointed to each choice."""
     out = []
+    if selection is not None:
+        gains = selection.gains()
+        for kind, label in (("mutual", "mutual-learning"), ("born_again", "born-again")):
+            arms = [a for a in gains if any(r["arm"] == a and r["kind"] == kind for r in selection.rows)]
+            parts = [f"{a}: {stats.pm_values(gains[a], spread='se', unit='points')}" for a in arms]
+            clear = all(stats.mean_se(gains[a])[0] > 2 * stats.mean_se(gains[a])[1] for a in arms
+                        if len(gains[a]) > 1 and a == selection.best(kind))
+            out.append(f"On validation (development seeds {', '.join(map(str, selection.seeds))}) the {label} "
+                       f"candidates gained {'; '.join(parts)} over the network alone; "
+                       f"{selection.best(kind)} was kept{'' if clear else ', a choice within the noise'}.")
     if mutual.shown:
         out.append(f"Mutual learning reproduced: student 0 of each cohort beat the same network trained alone by "
                    f"{mutual.delta * 100:+.2f} ± {mutual.se * 100:.2f} points, ahead on {mutual.wins} of "

@@ -299,3 +299,20 @@ def test_findings_carry_the_verdicts():
     rows = on.findings(a, b)
     assert [r["claim"] for r in rows] == ["(10a) x", "(10b) y"]
     assert "SHOWN" in rows[0]["this run"] and "NOT SHOWN" in rows[1]["this run"]
+
+
+def test_reading_follows_the_verdicts_and_the_selection():
+    from labkd import stats
+
+    seeds = [100, 101, 102, 103, 104]
+    up = stats.claim("(10a) x", [0.92, 0.93, 0.91, 0.92, 0.93], [0.90, 0.91, 0.90, 0.91, 0.90], seeds)
+    flat = stats.claim("(10b) y", [0.90, 0.91, 0.90, 0.91, 0.90], [0.90, 0.91, 0.90, 0.91, 0.905], seeds)
+    text = on.reading(up, flat, up)
+    assert "Mutual learning reproduced" in text and "did not beat generation 0" in text
+    sel = on.Selection([{"arm": "alone", "kind": "alone", "seed": s, "val_acc": 0.90} for s in (0, 1, 2)]
+                       + [{"arm": "m", "kind": "mutual", "seed": s, "val_acc": 0.91 + s / 1000} for s in (0, 1, 2)]
+                       + [{"arm": "b", "kind": "born_again", "seed": s, "val_acc": 0.90 + (s - 1) / 500} for s in (0, 1, 2)],
+                       [0, 1, 2])
+    text = on.reading(flat, up, up, selection=sel)
+    assert "Mutual learning did not reproduce" in text and "Born-again generation 1 beat" in text
+    assert "m was kept." in text and "b was kept, a choice within the noise" in text
