@@ -31,7 +31,7 @@ from labkd.experiments import Trained, train_model
 from labkd.models import rebuild
 from labkd.train import TrainConfig
 
-__all__ = ["BASELINE", "COLOURS", "DEV_SEEDS", "FAST_RECIPES", "RECIPES", "TEMPERATURE", "recipes", "check_config", "check_dev_and_fresh", "choose", "claim_from_rows",
+__all__ = ["BASELINE", "COLOURS", "DEV_SEEDS", "TEMPERATURE", "check_config", "check_dev_and_fresh", "choose", "claim_from_rows",
            "compare", "entropy_bits", "findings_table", "first_layer_norm", "input_size", "mlp_hidden", "mlp_name",
            "mlp_num_parameters", "pivot", "same_start", "student_row", "summarize", "table", "transfer_set"]
 
@@ -43,25 +43,6 @@ BASELINE = "labels only"
 
 #: The distillation temperature at which teachers' soft targets are compared (entropy, KL).
 TEMPERATURE = 4.0
-
-#: The recipes of lessons 04 and 05 (one place: lesson 05's fully trained teacher is lesson 04's,
-#: from the cache). Teachers: SGD + Nesterov, cosine schedule, no jitter, no dropout, long enough
-#: to fit the transfer set; evaluated once, at the end (``eval_every``). Students: Hinton's
-#: distillation loss with Adam, whose step size does not grow with the T² factor (SGD at lr 0.05
-#: killed the ReLU units of 10- and 30-unit students at T = 4: 18-20 % accuracy).
-RECIPES = {
-    "teacher": TrainConfig(epochs=40, batch_size=128, lr=0.05, eval_every=40),
-    "student": TrainConfig(epochs=30, batch_size=128, optimizer="adam", lr=0.001, loss="distillation",
-                           temperature=TEMPERATURE, alpha=0.9, eval_every=30),
-}
-#: Fast mode (tests): three epochs each.
-FAST_RECIPES = {name: config.replace(epochs=3, eval_every=3) for name, config in RECIPES.items()}
-
-
-def recipes(fast: bool) -> dict[str, TrainConfig]:
-    """:data:`RECIPES`, or :data:`FAST_RECIPES` in fast mode."""
-    return dict(FAST_RECIPES if fast else RECIPES)
-
 
 COLOURS = {"teacher": "#7f7f7f", "student": "#1f77b4", "baseline": "#d62728", "best": "#2ca02c",
            "assistant": "#9467bd", "eskd": "#ff7f0e"}

@@ -318,3 +318,10 @@ def test_teacher_table_of_schedules(data, schedules):
     assert "bits" in " ".join(fig.data[0].header.values)
     with pytest.raises(ValueError, match="empty"):
         es.teacher_table([])
+
+
+def test_lesson_05_recipes():
+    small = es.recipes(False)
+    assert small["teacher"].jitter == 0 and small["teacher"].epochs == max(es.SCHEDULES)
+    assert max(es.STOP_EPOCHS) < small["student"].epochs
+    assert es.recipes(True)["student"].epochs < small["student"].epochs
