@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkd import fitnets, load_data, taxonomy
+from labkd import load_data, taxonomy
 from labkd.widgets import taxonomy as panel_module
 
 SANITY_MS = 500  # generous bound; the lesson promises well under 50 ms
@@ -16,9 +16,8 @@ SANITY_MS = 500  # generous bound; the lesson promises well under 50 ms
 @pytest.fixture(scope="module")
 def snapshot() -> taxonomy.RelationSnapshot:
     data = load_data("digits", val_size=100).subset(n_train=64, n_val=32, n_test=200)
-    teacher = fitnets.build_teacher(data.input_shape, data.num_classes, seed=0)
-    students = {m: fitnets.build_student(data.input_shape, data.num_classes, seed=i) for i, m in
-                enumerate(("KD", "AT", "RKD"))}
+    teacher = taxonomy.build_teacher(data, seed=0)
+    students = {m: taxonomy.build_student(data, seed=i) for i, m in enumerate(("KD", "AT", "RKD"))}
     return taxonomy.relation_snapshot(teacher, students, data, per_class=2)
 
 
