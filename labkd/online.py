@@ -553,7 +553,7 @@ def born_again_claim(ban: BornAgain, generation: int = 1,
                        control_name="generation 0", metric=metric.replace("_acc", " accuracy"))
 
 
-def ensemble_claim(ban: BornAgain, what: str = "(10b) the ensemble of born-again generations beats generation 0") -> stats.Claim:
+def ensemble_claim(ban: BornAgain, what: str = "(10c) the ensemble of born-again generations beats generation 0") -> stats.Claim:
     """The ensemble of generations 0..G (test accuracy) against generation 0, paired by chain."""
     ens = [ensemble_accuracy(ban.test_logits[s], ban.test_targets, ban.generations, first=0) for s in ban.seeds]
     return stats.claim(what, treatment=ens, control=ban.accuracy(0), seeds=ban.seeds, expected=+1,
