@@ -13,6 +13,7 @@ from labkd import specialists as sp
 from labkd.exercises.ensembles import dustbin_labels as reference_dustbin_labels
 
 HIDDEN = (32, 32)
+SMALL = {"arch": "mlp", "hidden": (24,)}  # a quick specialist of its own for the tests
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ def test_combine_validates():
 
 def test_a_whole_run(data, generalist):
     config = sp.specialist_config(fast=True).replace(batch_size=32)
-    run = sp.run_specialists(data, generalist, 3, config, steps=100, progress=False)
+    run = sp.run_specialists(data, generalist, 3, config, steps=100, progress=False, model=SMALL)
     assert sorted(sp.cluster_order(run.groups)) == list(range(10))
     assert all(len(s.classes) >= 2 for s in run.specialists)
     assert run.combined_probs.shape == run.generalist_probs.shape == (len(data.test), 10)
@@ -181,7 +182,7 @@ def test_a_whole_run(data, generalist):
     assert len(sp.relative_improvement(run.rows)) == 1
     assert len(sp.verdicts(run.rows)) == 2
     assert len(sp.describe_groups(run.groups, data.class_names)) == 3
-    again = sp.train_specialists(data, generalist, run.groups, config, progress=False)
+    again = sp.train_specialists(data, generalist, run.groups, config, progress=False, model=SMALL)
     assert all(s.trained.cached for s in again)
     assert torch.allclose(again[0].test_probs, run.specialists[0].test_probs)
     probs = again[0].test_probs
@@ -203,8 +204,9 @@ def test_fit_dustbin_shift_matches_the_target_share():
 
 def test_paper_correction_option(data, generalist):
     config = sp.specialist_config(fast=True).replace(batch_size=32)
-    fitted = sp.train_specialists(data, generalist, [[3, 5]], config, progress=False)
-    paper = sp.train_specialists(data, generalist, [[3, 5]], config, correction="paper", progress=False)
+    fitted = sp.train_specialists(data, generalist, [[3, 5]], config, progress=False, from_generalist=True)
+    paper = sp.train_specialists(data, generalist, [[3, 5]], config, correction="paper", progress=False,
+                                 from_generalist=True)
     assert paper[0].correction == pytest.approx(paper[0].paper_correction)
     assert fitted[0].paper_correction == pytest.approx(paper[0].paper_correction)
     assert fitted[0].correction != pytest.approx(paper[0].correction)
@@ -226,13 +228,68 @@ def test_results_table_rows_and_confusable_classes():
             self.rows = rows
 
     lines = sp.results_table_rows([Run(rows[:2]), Run(rows[2:])])
-    assert lines[0]["model"] == "generalist" and lines[1]["relative improvement (all)"].startswith("+3.75%")
+    assert lines[0]["model"] == "generalist" and lines[1]["relative improvement (all)"].startswith("+3.75 ± ")
     assert lines[1]["test errors"] == "17.0" and lines[1]["seeds"] == 2
 
 
 def test_paper_comparison(data, generalist):
     run = sp.run_specialists(data, generalist, 3, sp.specialist_config(fast=True).replace(batch_size=32), steps=50,
-                             progress=False)
+                             progress=False, model=SMALL)
     lines = sp.paper_comparison([run])
     assert lines[1]["paper (JFT)"] == "25.0%" and lines[3]["paper (JFT)"] == "+4.4%"
     assert lines[1]["this run"] == f"{run.rows[0]['test_acc']:.2%}"
+
+
+def test_a_group_with_an_unknown_class_is_a_clear_error(data, generalist):
+    config = sp.specialist_config(fast=True)
+    with pytest.raises(ValueError, match=r"groups\[0\] has 12"):
+        sp.run_specialists(data, generalist, [[3, 12]], config, model=SMALL)
+    with pytest.raises(ValueError, match=r"groups\[1\] has the unknown class 'Sweater'"):
+        sp.run_specialists(data, generalist, [[3, 5], ["Sweater", "0"]], config, model=SMALL)
+    with pytest.raises(ValueError, match=r"groups\[0\] lists a class twice"):
+        sp.train_specialists(data, generalist, [[3, 3]], config, model=SMALL)
+    with pytest.raises(ValueError, match="groups must be"):
+        sp.run_specialists(data, generalist, [], config, model=SMALL)
+    with pytest.raises(ValueError, match="model must be a dict"):
+        sp.train_specialists(data, generalist, [[3, 5]], config, model="cnn")
+    with pytest.raises(ValueError, match="not both"):
+        sp.train_specialists(data, generalist, [[3, 5]], config, model=SMALL, from_generalist=True)
+    with pytest.raises(ValueError, match="loss='cross_entropy'"):
+        sp.train_specialists(data, generalist, [[3, 5]], config.replace(loss="distillation"), model=SMALL)
+    with pytest.raises(ValueError, match="n_train"):
+        sp.specialist_base(data, n_train=0)
+
+
+def test_class_ids_by_name(data):
+    assert sp.class_ids(["3", "5", 0], data) == [3, 5, 0]
+    with pytest.raises(ValueError, match="group has the unknown class 'ten'"):
+        sp.class_ids(["ten"], data)
+    with pytest.raises(TypeError, match="group must be a list"):
+        sp.class_ids("35", data)
+
+
+def test_specialists_of_their_own_and_the_claim(data, generalist):
+    config = sp.specialist_config(fast=True).replace(batch_size=32, epochs=3)
+    runs = [sp.run_specialists(data, g, [[3, 5, 8]], config, steps=100, progress=False, model=SMALL)
+            for g in (generalist, train_model("mlp", data, sp.generalist_config(fast=True).replace(
+                batch_size=32, epochs=3, seed=1), hidden=HIDDEN, progress=False))]
+    run = runs[0]
+    assert run.groups == [[3, 5, 8]] and run.confusable == [3, 5, 8] and run.covered == [3, 5, 8]
+    spec = run.specialists[0].trained.model.spec
+    assert spec["num_classes"] == 4 and tuple(spec["hidden"]) == (24,)  # its own architecture, not the generalist's
+    for r in run.rows:
+        assert r["confusable_acc"] == pytest.approx(r["covered_acc"])
+        assert 0 <= r["val_acc"] <= 1 and 0 <= r["val_confusable_acc"] <= 1
+    c = sp.specialist_claim(runs)
+    assert c.seeds == [0, 1] and not c.shown  # two seeds: too few for a claim
+    combined = [r["confusable_acc"] for run in runs for r in run.rows if r["model"] != "generalist"]
+    alone = [r["confusable_acc"] for run in runs for r in run.rows if r["model"] == "generalist"]
+    assert c.delta == pytest.approx(sum(combined) / 2 - sum(alone) / 2)
+    assert "all_classes_delta" in c.extra and "confusable classes" in c.metric
+    assert len(sp.verdicts([r for run in runs for r in run.rows])) == 2
+
+
+def test_the_first_versions_specialist_starts_as_the_generalist(data, generalist):
+    config = sp.specialist_config(fast=True).replace(batch_size=32)
+    s = sp.train_specialists(data, generalist, [[3, 5]], config, progress=False, from_generalist=True)[0]
+    assert tuple(s.trained.model.spec["hidden"]) == HIDDEN
