@@ -158,7 +158,8 @@ def check_dustbin_labels(candidate) -> None:
                              f"`classes`, and give every other label the dustbin id {len(classes)}.")
     if torch.equal(out, _dustbin_first(labels, classes)):
         raise ExerciseFailed(f"{shown} Put the dustbin last (id len(classes)), after the special classes 0..len(classes)-1: "
-                             f"that is how init_specialist builds the head.")
+                             f"the combination reads the specialist's dustbin from its last output (coarse_log_probs puts the "
+                             f"summed other classes last too).")
     if torch.equal(out, _sorted_order(labels, classes)):
         raise ExerciseFailed(f"{shown} Number the special classes in the order `classes` lists them (classes[0] -> 0), "
                              f"not in sorted order: the head's rows follow that order.")
