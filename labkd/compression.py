@@ -130,13 +130,6 @@ def _check_positive_int(value: object, argument: str) -> int:
     return int(value)
 
 
-def model_names(family: str | None = None) -> list[str]:
-    """Baseline names, smallest first within each family; ``family`` ("MLP", "CNN", "ResNet") filters."""
-    if family is not None and family not in FAMILIES:
-        raise ValueError(f"family={family!r} is unknown; expected one of {FAMILIES}")
-    return [n for n, (f, _, _) in MODELS.items() if family is None or f == family]
-
-
 def baseline_config(arch: str, fast: bool, seed: int = 0) -> TrainConfig:
     """The labels-only recipe of a baseline: SGD + Nesterov, cosine schedule, no augmentation;
     :data:`EPOCHS` epochs of batches of 128 at :data:`LEARNING_RATES` (fast mode: 2 epochs of

@@ -118,12 +118,6 @@ def check_targets(targets: Tensor, logits: Tensor) -> Tensor:
 # Response-based losses
 
 
-def soften(logits: Tensor, temperature: float) -> Tensor:
-    """softmax(logits / T): the soft targets. (N, C) -> (N, C), rows sum to 1."""
-    check_logits(logits, "logits")
-    return F.softmax(logits / check_temperature(temperature), dim=-1)
-
-
 def soft_target_loss(
     student_logits: Tensor, teacher_logits: Tensor, temperature: float, scale_by_t2: bool = True
 ) -> Tensor:

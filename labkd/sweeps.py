@@ -851,19 +851,6 @@ def learning_curves_figure(result: SweepResult, student: str, cells: Mapping[str
     return fig
 
 
-def comparison_rows(result: SweepResult, rows: Sequence[Mapping[str, object]], metric: str = "test_acc") -> list[dict]:
-    """Helper for "What we found": each ``{"label": ..., **criteria}`` as label, mean ± std and test errors."""
-    out = []
-    for spec in rows:
-        criteria = {k: v for k, v in spec.items() if k != "label"}
-        m, s, n = result.mean_std(metric, **criteria)
-        e, es, _ = result.mean_std("test_errors", **criteria)
-        out.append({"run": spec["label"], f"{metric} (%)": f"{m * 100:.2f} ± {s * 100:.2f}",
-                    "test errors": f"{e:.0f} ± {es:.0f}", "seeds": n})
-    return out
-
-
-
 # --------------------------------------------------------------------------------------------
 # Sentences and tables for "What we found" (computed, never typed)
 
