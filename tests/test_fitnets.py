@@ -171,6 +171,12 @@ def test_compare_methods_rows(data, teacher, config, fitnet) -> None:
     assert all(0 <= r["val_accuracy"] <= 1 for r in rows)
     with pytest.raises(ValueError, match="seeds"):
         fitnets.compare_methods(data, teacher, [], config)
+    two = fitnets.compare_methods(data, teacher, [0], config, stage1_epochs=2, progress=False,
+                                  methods=("KD", "hints + KD"))
+    assert [r["method"] for r in two] == ["KD", "hints + KD"] and two[1]["accuracy"] == fitnet.final()
+    for bad in ((), ("labels",), "KD"):
+        with pytest.raises(ValueError, match="methods"):
+            fitnets.compare_methods(data, teacher, [0], config, stage1_epochs=2, methods=bad)
 
 
 def test_every_method_starts_from_the_same_weights(data, config) -> None:
@@ -225,7 +231,7 @@ def test_thin_students_are_plain_and_thin() -> None:
         student = fitnets.build_thin_student(depth)
         guided = student.feature_shape(fitnets.guided_layer_for(depth))
         assert guided[1:] == fitnets.build_teacher().feature_shape(fitnets.HINT_LAYER)[1:] == (7, 7)
-    assert fitnets.guided_layer_for(10) == "conv5"
+    assert fitnets.guided_layer_for(10) == "conv8" and fitnets.guided_layer_for(3) == "conv2"
 
 
 @pytest.mark.parametrize("kwargs, argument", [

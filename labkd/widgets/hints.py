@@ -85,17 +85,19 @@ class HintPairPanel(Panel):
     ``rows`` are :func:`labkd.fitnets.compare_methods` rows; the bars show seed ``config.seed``.
     ``config.epochs`` is every arm's total budget: stage 1 takes the chosen epochs out of it.
     ``student_options`` build the student (e.g. :func:`labkd.fitnets.thin_student`); ``guided_layer``
-    is the layer the rows used.
+    is the layer the rows used; ``stage1_lr`` stage 1's learning rate (default ``config.lr``).
     """
 
     def __init__(self, data: Data, teacher: Trained | nn.Module, config: TrainConfig, rows: Sequence[dict],
                  stage1_epochs: int = 1, max_stage1_epochs: int = 5, student_arch: str = fitnets.STUDENT,
                  progress: bool | None = None, student_options: dict | None = None,
-                 guided_layer: str = fitnets.GUIDED_LAYER, hint_layer: str = fitnets.HINT_LAYER) -> None:
+                 guided_layer: str = fitnets.GUIDED_LAYER, hint_layer: str = fitnets.HINT_LAYER,
+                 stage1_lr: float | None = None) -> None:
         if config.epochs < 2:
             raise ValueError(f"config.epochs={config.epochs} leaves no room for stage 1 and stage 2; give at least 2")
         self.data, self.teacher, self.config, self.student_arch = data, teacher, config, student_arch
         self.student_options = dict(student_options or {})
+        self.stage1_lr = stage1_lr
         self.progress_bars = progress
         teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
         self._teacher_model = teacher_model
@@ -162,7 +164,8 @@ class HintPairPanel(Panel):
                 self.output.clear_output()
                 result = fitnets.train_fitnet(self.data, self.teacher, self.student_arch, hint, guided, self.config,
                                               stage1_epochs=epochs, progress=self.progress_bars,
-                                              on_stage=self._stage_done, **self.student_options)
+                                              on_stage=self._stage_done, stage1_lr=self.stage1_lr,
+                                              **self.student_options)
         except Exception as error:  # a button callback must not fail silently: say what went wrong
             self.status.value = (f'<span style="color:#c62828">Training {html.escape(guided)} ← {html.escape(hint)} '
                                  f'failed: {html.escape(type(error).__name__)}: {html.escape(str(error))}</span>')
