@@ -106,7 +106,11 @@ def test_fit_mutual_trains_every_model_and_is_seeded(data):
     def cohort():
         return [build_model("mlp", data.input_shape, 10, seed=s, hidden=(16, 16)) for s in (0, 1)]
 
+    from labkd import clock
+
+    before = clock.totals()["models_trained"]
     first = on.fit_mutual(cohort(), data, CONFIG, progress=False)
+    assert clock.totals()["models_trained"] == before + 2, "a cohort's training counts in the notebook's clock"
     again = on.fit_mutual(cohort(), data, CONFIG, progress=False)
     assert [len(h) for h in first.histories] == [2, 2]
     assert first.histories[0][-1]["test_acc"] > 0.5 and first.histories[1][-1]["test_acc"] > 0.5
