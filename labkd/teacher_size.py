@@ -335,7 +335,8 @@ def teacher_assistant(
             runs.step(f"assistant {ta_name}, seed {seed}")
             rows.append(student_row(data, student, kd, assistant, f"TA {ta_name}",
                                     extra={"route": f"via TA {ta_name}", "assistant": ta_name, "assistant_hidden": hidden,
-                                           "assistant_acc": assistant.final("test_acc")}))
+                                           "assistant_acc": assistant.final("test_acc"),
+                                           "assistant_seconds": assistant.seconds}))
             runs.step(f"student via {ta_name}, seed {seed}")
     runs.close()
     return rows

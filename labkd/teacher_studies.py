@@ -33,7 +33,7 @@ from labkd.train import TrainConfig
 
 __all__ = ["BASELINE", "COLOURS", "DEV_SEEDS", "TEMPERATURE", "check_config", "check_dev_and_fresh", "choose", "claim_from_rows",
            "compare", "entropy_bits", "findings_table", "first_layer_norm", "input_size", "mlp_hidden", "mlp_name",
-           "mlp_num_parameters", "pivot", "same_start", "student_row", "summarize", "table", "transfer_set"]
+           "mlp_num_parameters", "pivot", "same_start", "student_row", "training_seconds", "summarize", "table", "transfer_set"]
 
 #: Seeds on which lessons 04-05 choose their regime (on the validation split); claims are then
 #: confirmed on fresh seeds ``100 + seed ...`` (:func:`labkd.stats.fresh_seeds`).
@@ -320,6 +320,13 @@ def per_seed(rows: Sequence[Mapping], seeds: Sequence[int], metric: str = "test_
             raise ValueError(f"expected one row with seed={seed} and {where}, found {len(match)}")
         out.append(float(match[0][metric]))
     return out
+
+
+def training_seconds(rows: Sequence[Mapping], teachers: Iterable[Trained] = ()) -> float:
+    """The training time behind a claim: the ``seconds`` (and ``assistant_seconds``) of its rows plus
+    the training time of ``teachers`` (stored with each model, so also right when it was cached)."""
+    return float(sum(r.get("seconds") or 0.0 for r in rows) + sum(r.get("assistant_seconds") or 0.0 for r in rows)
+                 + sum(t.seconds for t in teachers))
 
 
 def claim_from_rows(what: str, rows: Sequence[Mapping], seeds: Sequence[int], treatment: Mapping,

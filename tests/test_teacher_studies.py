@@ -325,3 +325,10 @@ def test_lesson_05_recipes():
     assert small["teacher"].jitter == 0 and small["teacher"].epochs == max(es.SCHEDULES)
     assert max(es.STOP_EPOCHS) < small["student"].epochs
     assert es.recipes(True)["student"].epochs < small["student"].epochs
+
+
+def test_training_seconds_adds_rows_assistants_and_teachers(family):
+    rows = [{"seconds": 1.5}, {"seconds": 2.0, "assistant_seconds": 0.5}, {"seconds": None}]
+    assert ts.training_seconds(rows) == pytest.approx(4.0)
+    teacher = family.get(TEACHERS[0], 0)
+    assert ts.training_seconds(rows, [teacher]) == pytest.approx(4.0 + teacher.seconds)
