@@ -640,6 +640,17 @@ def findings(rows: Sequence[Mapping], found: Sequence[stats.Claim], teacher_accu
             direction = "better" if c.delta > 0 else "worse"
             lines.append(f"{c.treatment} does {direction} than KD by more than two standard errors "
                          f"({100 * c.delta:+.2f} ± {100 * c.se:.2f} points).")
+    labels = _values(rows, "labels only")
+    for c in others:  # not a claim: how far each family got on its own, beside labels alone
+        mine = _values(rows, c.treatment)
+        common = [s for s in mine if s in labels]
+        if len(common) > 1:
+            p = stats.paired([mine[s] for s in common], [labels[s] for s in common], common)
+            lines.append(f"For scale: {c.treatment} against labels only, Δ = {100 * p.delta:+.2f} ± "
+                         f"{100 * p.se:.2f} points (ahead on {p.wins}/{p.n} seeds); KD against labels only, "
+                         f"{100 * kd.delta:+.2f} ± {100 * kd.se:.2f}." if kd is not None else
+                         f"For scale: {c.treatment} against labels only, Δ = {100 * p.delta:+.2f} ± "
+                         f"{100 * p.se:.2f} points (ahead on {p.wins}/{p.n} seeds).")
     return lines
 
 
