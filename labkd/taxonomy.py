@@ -890,8 +890,8 @@ LITERATURE: list[dict] = [
      "idea": "when the teacher is much larger than the student, distil through an intermediate "
              "teacher assistant",
      "headline": "teacher → assistant → student beats teacher → student on CIFAR and ImageNet",
-     "in labkd": "lesson 04: teacher_studies.teacher_assistant(data, family, student_hidden, [assistant_hidden], "
-                 "kd_config(fast))"},
+     "in labkd": "lesson 04: teacher_size.teacher_assistant(data, family, student_hidden, [assistant_hidden], "
+                 "config)"},
     {"work": "CRD", "paper": "Tian et al. 2020", "url": "https://arxiv.org/abs/1910.10699",
      "idea": "contrastive representation distillation: make the student's embedding of an image "
              "closer to the teacher's embedding of the same image than to other images' (InfoNCE with "
