@@ -65,3 +65,21 @@ def restore_if_not_finite(panel: object, change: dict | None) -> bool:
     owner.value = change["old"]
     panel.readout.value += f"<div><i>ignored {owner.description} = {new}: not a finite number</i></div>"
     return True
+
+
+def check_config(config: object, argument: str, loss: str | None = None):
+    """``config`` is a :class:`labkd.TrainConfig` (with ``loss``, when given); returns it."""
+    from labkd.train import TrainConfig  # checks sits below train: import on use
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"{argument} must be a labkd.TrainConfig, got {type(config).__name__}")
+    if loss is not None and config.loss != loss:
+        raise ValueError(f"{argument} must use loss={loss!r}, got loss={config.loss!r}")
+    return config
+
+
+def mlp_name(hidden: Sequence[int], data) -> str:
+    """``"784-30-30-10"``: the layer sizes of an MLP on ``data`` (a :class:`labkd.data.Data`)."""
+    import math
+
+    return "-".join(str(v) for v in (math.prod(data.input_shape), *hidden, data.num_classes))

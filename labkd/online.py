@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkd import cache, clock, metrics, stats
-from labkd.checks import check_hidden, check_positive_int, check_seeds
+from labkd.checks import check_config, check_hidden, check_positive_int, check_seeds, mlp_name
 from labkd.data import Data, batches
 from labkd.experiments import Trained, config_key, train_model
 from labkd.losses import check_logits, check_targets, check_temperature, ensemble_probs
@@ -100,19 +100,6 @@ def lesson_data(data: Data, fast: bool, n_train: int = N_TRAIN, seed: int = 0) -
 def claim_seeds(seed: int = 0, n: int = stats.MIN_SEEDS) -> list[int]:
     """The fresh seeds of the lesson's claims: ``FRESH_FIRST + seed`` and the next ``n - 1``."""
     return stats.fresh_seeds(FRESH_FIRST + seed, n, development=DEV_SEEDS)
-
-
-def mlp_name(hidden: Sequence[int], data: Data) -> str:
-    """``"784-500-500-10"``."""
-    return "-".join(str(v) for v in (math.prod(data.input_shape), *hidden, data.num_classes))
-
-
-def _check_config(config: object, argument: str, loss: str | None = None) -> TrainConfig:
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"{argument} must be a labkd.TrainConfig, got {type(config).__name__}")
-    if loss is not None and config.loss != loss:
-        raise ValueError(f"{argument} must use loss={loss!r}, got loss={config.loss!r}")
-    return config
 
 
 def _check_cohort_size(n_models: object) -> int:
@@ -204,7 +191,7 @@ def fit_mutual(
         raise TypeError("models must be torch.nn.Module instances")
     if len({id(m) for m in models}) != len(models):
         raise ValueError("models lists the same network twice; build one network per student")
-    _check_config(config, "config")
+    check_config(config, "config")
     t = check_temperature(temperature)
     with fixed_threads():
         return _fit_mutual(models, data, config, t, progress, device, on_epoch)
@@ -313,7 +300,7 @@ def train_mutual(
     seeds = check_seeds(seeds)
     if len(seeds) < 2:
         raise ValueError(f"seeds must give at least 2 students for a cohort, got {seeds}")
-    _check_config(config, "config")
+    check_config(config, "config")
     t = check_temperature(temperature)
     models = [build_model("mlp", data.input_shape, data.num_classes, seed=s, hidden=hidden) for s in seeds]
     key = cache.make_key({"kind": "mutual", "models": [m.spec for m in models], "data": data.spec,
@@ -362,7 +349,7 @@ def mutual_vs_independent(
     hidden = check_hidden(hidden)
     seeds = check_seeds(seeds)
     _check_cohort_size(n_models)
-    _check_config(config, "config", loss="cross_entropy")
+    check_config(config, "config", loss="cross_entropy")
     t = check_temperature(temperature)
     runs = RunProgress(2 * len(seeds), "runs", progress, None)
     rows: list[dict] = []
@@ -464,7 +451,7 @@ def _check_generations(generations: object) -> int:
 
 
 def _check_kd_config(kd_config: object) -> TrainConfig:
-    _check_config(kd_config, "kd_config")
+    check_config(kd_config, "kd_config")
     if kd_config.loss not in ("distillation", "soft_target"):
         raise ValueError(f"kd_config must be a distillation recipe (loss='distillation' or 'soft_target'), "
                          f"got loss={kd_config.loss!r}")
@@ -485,7 +472,7 @@ def born_again(
     (test agreement with the previous generation; None for g = 0), ``init_norm``."""
     hidden = check_hidden(hidden)
     seeds = check_seeds(seeds)
-    _check_config(config, "config", loss="cross_entropy")
+    check_config(config, "config", loss="cross_entropy")
     _check_kd_config(kd_config)
     _check_generations(generations)
     name = mlp_name(hidden, data)

@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 from torch import Tensor
 
 from labkd import metrics, stats
-from labkd.checks import Hidden, check_hidden, check_positive_int, check_seeds
+from labkd.checks import Hidden, check_config, check_hidden, check_positive_int, check_seeds, mlp_name
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.models import rebuild
@@ -71,11 +71,6 @@ def input_size(data: Data) -> int:
     return int(math.prod(data.input_shape))
 
 
-def mlp_name(hidden: Sequence[int], data: Data) -> str:
-    """``"784-30-30-10"``: the layer sizes of an MLP on ``data``."""
-    return "-".join(str(v) for v in (input_size(data), *hidden, data.num_classes))
-
-
 def transfer_set(data: Data, n_transfer: int | None, seed: int = 0) -> Data:
     """``data`` with its training split cut to ``n_transfer`` images (a seeded subset); unchanged
     when ``n_transfer`` is None or not smaller than the split (fast mode is already small)."""
@@ -94,14 +89,6 @@ def _check_hidden_list(values: object, argument: str) -> list[Hidden]:
     if len(set(out)) != len(out):
         raise ValueError(f"{argument} lists the same network twice: {out}")
     return out
-
-
-def check_config(config: object, argument: str, loss: str | None = None) -> TrainConfig:
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"{argument} must be a labkd.TrainConfig, got {type(config).__name__}")
-    if loss is not None and config.loss != loss:
-        raise ValueError(f"{argument} must use loss={loss!r}, got loss={config.loss!r}")
-    return config
 
 
 def first_layer_norm(trained: Trained) -> float:
