@@ -118,12 +118,24 @@ def test_ends_with_finish_and_no_stray_value(path: Path | None) -> None:
     assert code[-1] == "notebook.finish();", code[-1]
 
 
-LESSONS = [p for p in NOTEBOOKS if p.stem[:2].isdigit() and 1 <= int(p.stem[:2]) <= 12]
+def _kind(path: Path) -> str:
+    """A notebook's kind from its metadata (``{"labkd": {"kind": "discussion"}}``); "lesson" by default."""
+    return _notebook(path).metadata.get("labkd", {}).get("kind", "lesson")
+
+
+#: Every numbered notebook is a lesson unless its metadata says otherwise (lesson 13 is a discussion).
+LESSONS = [p for p in NOTEBOOKS if p.stem[:2].isdigit() and _kind(p) == "lesson"]
+KINDS = ("lesson", "discussion")
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_notebook_kind_is_known(path: Path | None) -> None:
+    assert _kind(path) in KINDS, f"{path.name}: metadata labkd.kind must be one of {KINDS}"
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in LESSONS])
 def test_lesson_has_the_course_skeleton(path: Path) -> None:
-    """Lessons 01-12 follow the skeleton of ../shared/STYLE.md: objectives, at least one exercise
+    """Every lesson follows the skeleton of ../shared/STYLE.md: objectives, at least one exercise
     with its checker and one interactive demo, "What we found", a summary and a paper link."""
     nb = _notebook(path)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
