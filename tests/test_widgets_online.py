@@ -69,6 +69,14 @@ def test_born_again_panel_ensembles_the_ticked_generations():
     assert "generation 2" in panel.status.value and "Δ =" in panel.status.value
     panel.select([0, 1])
     assert "generations 0, 1" in panel.status.value
+    # the panel's cached softmax outputs give the library's ensemble accuracy, seed by seed
+    from labkd.online import ensemble_accuracy
+
+    for members in ([0, 1], [1, 3], [0, 1, 2, 3]):
+        expected = [ensemble_accuracy(ban.test_logits[s], ban.test_targets, 0, members=members) for s in ban.seeds]
+        assert panel.ensemble(members) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="distinct generations"):
+        panel.ensemble([1, 1])
     panel.boxes[0].value = False
     panel.boxes[1].value = False
     assert len(panel.figure.data[1].y) == 0 and "at least one" in panel.status.value

@@ -23,7 +23,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from labkd import stats
-from labkd.online import INDEPENDENT, MUTUAL, BornAgain, ensemble_accuracy, generation_ensembles
+from labkd.online import INDEPENDENT, MUTUAL, BornAgain, generation_ensembles
 from labkd.widgets import Panel, figure_widget
 
 COLOURS = {"student 0": "#1f77b4", "student 1": "#17becf", "alone": "#d62728", "agreement": "#2ca02c"}
@@ -185,6 +185,8 @@ class BornAgainPanel(_HeldPanel):
                                        layout=widgets.Layout(width="130px")) for g in self.gens]
         self.status = widgets.HTML()
         self.base = ban.accuracy(0)
+        # every generation's softmax outputs, once: a tick then only averages and takes an argmax
+        self.probs = {s: torch.softmax(ban.test_logits[s].float(), dim=-1) for s in ban.seeds}
         fig = go.Figure([
             go.Scatter(x=[str(s) for s in ban.seeds], y=self.base, mode="markers", name="generation 0 alone",
                        marker=dict(color="#d62728", size=10, symbol="diamond"),
@@ -220,8 +222,10 @@ class BornAgainPanel(_HeldPanel):
     def ensemble(self, members: Sequence[int] | None = None) -> list[float]:
         """Per seed, the test accuracy of the ensemble of ``members`` (default: the ticked ones)."""
         members = self.members if members is None else list(members)
-        return [ensemble_accuracy(self.ban.test_logits[s], self.ban.test_targets, 0, members=members)
-                for s in self.ban.seeds]
+        if not members or any(g not in self.gens for g in members) or len(set(members)) != len(members):
+            raise ValueError(f"members must list distinct generations of this chain ({self.gens}), got {members}")
+        targets = self.ban.test_targets
+        return [float((self.probs[s][members].mean(0).argmax(1) == targets).float().mean()) for s in self.ban.seeds]
 
     def update(self) -> None:
         members = self.members
