@@ -20,9 +20,7 @@ import fnmatch
 import hashlib
 import io
 import json
-import os
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,17 +94,15 @@ def export_cache(archive: str | Path, only: str | None = None) -> dict:
         raise ValueError(f"not exporting: {len(unusable)} cached model(s) are unusable: {'; '.join(unusable)}; "
                          f"`labkd cache verify` lists them, retrain or remove them first")
     archive.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream, tarfile.open(fileobj=stream, mode="w") as tar:
+
+    def write(stream) -> None:
+        with tarfile.open(fileobj=stream, mode="w") as tar:
             for name, data in [(MANIFEST, json.dumps(manifest, indent=2).encode())] + payloads:
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
                 tar.addfile(info, io.BytesIO(data))
-        os.replace(tmp, archive)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    cache._atomic_write(archive, write)  # the cache's own atomic write: unique temporary name, fsync
     return manifest
 
 

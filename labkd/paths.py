@@ -14,6 +14,7 @@ reports   ``<repo>/reports``          ``LABKD_REPORTS``
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,3 +52,19 @@ def reports_dir() -> Path:
 def notebooks_dir() -> Path:
     """The course notebooks shipped with the repository."""
     return REPO_ROOT / "notebooks"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file of a unique name beside ``path``, then move it into place:
+    concurrent writers never share a temporary file, and readers see the old or the new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

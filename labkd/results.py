@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from labkd.paths import atomic_write_text
+
 RESULTS_ENV = "LABKD_RESULTS_FILE"
 COMPARISONS = "paper_vs_labkd"
 CLAIMS = "claims"
@@ -38,21 +40,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write through a temporary file of a unique name, then rename: concurrent writers never
-    collide on the temporary file, and readers see the old or the new file, never half of one."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def record(**values: Any) -> dict[str, Any]:
     """Add ``values`` to this notebook's results (and to the results file, atomically)."""
     _recorded.update({k: _jsonable(v) for k, v in values.items()})
@@ -65,7 +52,7 @@ def record(**values: Any) -> dict[str, Any]:
         except ValueError:
             existing = {}
         existing.update(_recorded)
-        _atomic_write(path, json.dumps(existing, indent=2, sort_keys=True))
+        atomic_write_text(path, json.dumps(existing, indent=2, sort_keys=True))
     return dict(_recorded)
 
 

@@ -18,7 +18,6 @@ import html
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ from typing import Any
 
 import nbformat
 
-from labkd.paths import notebooks_dir
+from labkd.paths import atomic_write_text, notebooks_dir
 from labkd.results import CLAIMS, COMPARISONS
 from labkd.widgets import STATIC_PANEL_MIMETYPE
 
@@ -695,18 +694,3 @@ def _relative(target: Path, base: Path) -> str:
         return Path(target).resolve().relative_to(Path(base).resolve()).as_posix()
     except ValueError:
         return Path(target).resolve().as_uri()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
