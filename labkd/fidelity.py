@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from labkd import metrics
+from labkd import metrics, stats
 from labkd.data import Data
 from labkd.experiments import Tracker, Trained, model_identity, train_model
 from labkd.losses import check_temperature
@@ -284,12 +284,10 @@ def fidelity_study(
 def same_start(study: FidelityStudy) -> list[str]:
     """Per (student, seed): the first-layer norm before training of every run — one number means
     every condition started from identical weights."""
-    groups: dict[tuple, list[float]] = {}
+    groups: dict[str, list[float]] = {}
     for run in study.runs:
-        groups.setdefault((run.student, run.seed), []).append(run.init_norm)
-    return [f"{s}, seed {seed}: {len(v)} runs start with first-layer norm "
-            + (f"{v[0]:.6f} (identical)" if max(v) == min(v) else f"{min(v):.6f}..{max(v):.6f} (NOT identical)")
-            for (s, seed), v in groups.items()]
+        groups.setdefault(f"{run.student}, seed {run.seed}", []).append(run.init_norm)
+    return stats.same_start(groups, what="first-layer norm")
 
 
 # --------------------------------------------------------------------------------------------

@@ -229,16 +229,16 @@ def fresh_seeds(first: int, n: int = MIN_SEEDS, development: Sequence[int] = ())
     return seeds
 
 
-def same_start(norms: Mapping[object, Sequence[float]]) -> list[str]:
+def same_start(norms: Mapping[object, Sequence[float]], what: str = "weight norm") -> list[str]:
     """Sentences proving paired runs started alike: for each group (e.g. a seed), the weight
-    fingerprints (e.g. first-layer norms before training) of its runs must be identical."""
+    fingerprints (``what``, e.g. first-layer norms before training) of its runs must be identical."""
     out = []
     for group, values in norms.items():
         values = [float(v) for v in values]
         if not values:
             raise ValueError(f"group {group!r} has no runs")
         same = max(values) == min(values)
-        out.append(f"{group}: {len(values)} runs start with weight norm "
+        out.append(f"{group}: {len(values)} runs start with {what} "
                    + (f"{values[0]:.6f} (identical)" if same
                       else f"{min(values):.6f}..{max(values):.6f} (NOT identical)"))
     return out

@@ -262,15 +262,10 @@ def _cell(stat: Mapping, metric: str, digits: int) -> str:
 def same_start(rows: Sequence[Mapping]) -> list[str]:
     """Sentences proving the comparison is fair: per (student, seed), the first-layer weight norm
     before training of every run — identical numbers mean identical initial weights."""
-    groups: dict[tuple, list[float]] = {}
+    groups: dict[str, list[float]] = {}
     for r in rows:
-        groups.setdefault((r["student"], r["seed"]), []).append(r["init_norm"])
-    out = []
-    for (student, seed), norms in groups.items():
-        same = max(norms) - min(norms) == 0
-        out.append(f"{student}, seed {seed}: {len(norms)} runs start with first-layer norm "
-                   + (f"{norms[0]:.6f} (identical)" if same else f"{min(norms):.6f}..{max(norms):.6f} (NOT identical)"))
-    return out
+        groups.setdefault(f"{r['student']}, seed {r['seed']}", []).append(r["init_norm"])
+    return stats.same_start(groups, what="first-layer norm")
 
 
 # --------------------------------------------------------------------------------------------
