@@ -83,11 +83,24 @@ class TrainConfig:
     #: early-stopped KD (ESKD, Cho & Hariharan 2019): the distillation loss for the
     #: first ``kd_epochs`` epochs, then cross-entropy on the labels alone, in one schedule.
     kd_epochs: int | None = None
+    #: linear learning-rate warm-up over the first ``warmup_epochs`` epochs, then ``schedule``
+    #: over the rest (a high rate from the first step can diverge; Goyal et al. 2017, §2.2).
+    warmup_epochs: int = 0
+    #: max-norm constraint (Srivastava et al. 2014, §5.1): after every step, each unit's incoming
+    #: weight vector (a row of a linear layer, a filter of a convolution) is scaled down to L2 norm
+    #: at most ``max_norm``. ``None``: no constraint.
+    max_norm: float | None = None
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
         _positive_int(self.batch_size, "batch_size")
         _positive_int(self.eval_every, "eval_every")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
+                or not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be an integer in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
+        if self.max_norm is not None and (isinstance(self.max_norm, bool) or not isinstance(self.max_norm, (int, float))
+                                          or not math.isfinite(self.max_norm) or self.max_norm <= 0):
+            raise ValueError(f"max_norm must be None or a finite number > 0, got {self.max_norm!r}")
         if self.kd_epochs is not None:
             _positive_int(self.kd_epochs, "kd_epochs")
             if self.kd_epochs > self.epochs:
@@ -390,6 +403,8 @@ def _fit(model, data, config, teacher, teacher_logits, regressor, progress, devi
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if config.max_norm is not None:
+                    apply_max_norm(model, config.max_norm)
                 scheduler.step()
                 total_loss += loss.detach() * len(y)
             row = {
@@ -451,14 +466,27 @@ def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.opt
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
     """A per-step learning-rate schedule (``config.schedule``) over ``config.epochs`` epochs."""
-    total = config.epochs * steps_per_epoch
+    warm = config.warmup_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch - warm
     if config.schedule == "cosine":
         factor = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
     elif config.schedule == "step":
         factor = lambda step: 0.1 ** ((step >= total // 2) + (step >= 3 * total // 4))  # noqa: E731
     else:
         factor = lambda step: 1.0  # noqa: E731
+    if warm:
+        decay = factor
+        factor = lambda step: (step + 1) / warm if step < warm else decay(step - warm)  # noqa: E731
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def apply_max_norm(model: nn.Module, max_norm: float) -> None:
+    """Scale each unit's incoming weights down to L2 norm ≤ ``max_norm``, in place: the rows of
+    every ``nn.Linear`` weight (out, in) and the filters of every ``nn.Conv2d`` (out, in, k, k)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            module.weight.copy_(torch.renorm(module.weight, 2, 0, max_norm))
 
 
 def clone_model(model: nn.Module) -> nn.Module:

@@ -288,6 +288,54 @@ def test_hint_with_unknown_layers(digits):
         fit(mlp(digits), digits, quick(loss="hint", hint_layer="conv9", guided_layer="fc1"), teacher=teacher)
 
 
+# --- warm-up and max-norm -------------------------------------------------------------------
+
+
+def learning_rates(config: TrainConfig, steps_per_epoch: int) -> list[float]:
+    from labkd.train import make_optimizer, make_scheduler
+    optimizer = make_optimizer([nn.Parameter(torch.zeros(1))], config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch)
+    rates = []
+    for _ in range(config.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_warm_up_rises_linearly_then_follows_the_schedule_over_the_rest(schedule):
+    config = TrainConfig(epochs=6, lr=0.1, schedule=schedule, warmup_epochs=2)
+    rates = learning_rates(config, steps_per_epoch=5)
+    warm = rates[:10]
+    assert warm == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)])
+    rest = learning_rates(TrainConfig(epochs=4, lr=0.1, schedule=schedule), steps_per_epoch=5)
+    assert rates[10:] == pytest.approx(rest)  # the schedule runs over the 4 epochs after the warm-up
+
+
+def test_no_warm_up_is_the_plain_schedule():
+    assert learning_rates(TrainConfig(epochs=3, lr=0.1), 4)[0] == pytest.approx(0.1)
+
+
+def test_max_norm_bounds_every_unit_and_is_active(digits):
+    model, free = mlp(digits, hidden=(64,)), mlp(digits, hidden=(64,))
+    config = quick(lr=0.1, epochs=2)
+    fit(free, digits, config, progress=False)
+    bound = 0.5 * min(float(m.weight.detach().norm(dim=1).max()) for m in free.modules() if isinstance(m, nn.Linear))
+    fit(model, digits, config.replace(max_norm=bound), progress=False)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            assert float(m.weight.detach().norm(dim=1).max()) <= bound * (1 + 1e-5)
+    assert not same_state(state(model), state(free))
+
+
+def test_new_fields_at_their_defaults_leave_cache_keys_alone():
+    from labkd.experiments import config_key
+    assert config_key(TrainConfig(epochs=7)) == {"epochs": 7}
+    assert config_key(TrainConfig(epochs=7, max_norm=3.0, warmup_epochs=1)) == {"epochs": 7, "max_norm": 3.0,
+                                                                              "warmup_epochs": 1}
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 
@@ -314,6 +362,10 @@ def test_hint_with_unknown_layers(digits):
     ({"alpha": -0.1}, r"alpha must be in \[0, 1\]"),
     ({"alpha": float("nan")}, r"alpha must be in \[0, 1\]"),
     ({"loss": "hint"}, r"loss='hint' needs hint_layer .* and guided_layer"),
+    ({"warmup_epochs": -1}, r"warmup_epochs must be an integer in \[0, epochs=5\)"),
+    ({"warmup_epochs": 5}, r"warmup_epochs must be an integer in \[0, epochs=5\), got 5"),
+    ({"max_norm": 0}, r"max_norm must be None or a finite number > 0"),
+    ({"max_norm": float("inf")}, r"max_norm must be None or a finite number > 0"),
     ({"loss": "hint", "hint_layer": "fc1"}, r"loss='hint' needs hint_layer .* and guided_layer"),
 ])
 def test_bad_config(changes, pattern):
