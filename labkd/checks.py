@@ -43,6 +43,23 @@ def check_seeds(seeds: object) -> list[int]:
     return [int(s) for s in out]
 
 
+def check_classes(classes: object, num_classes: int, argument: str = "classes") -> list[int]:
+    """A non-empty list (or tensor / array) of distinct class ids in ``0..num_classes-1``, as ints."""
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+        raise TypeError(f"{argument} must be a list of class ids such as [{classes}], got the number {classes!r}")
+    if isinstance(classes, (str, bytes)) or not (isinstance(classes, Sequence) or hasattr(classes, "tolist")):
+        raise TypeError(f"{argument} must be a list of class ids, got {type(classes).__name__}")
+    values = classes.tolist() if hasattr(classes, "tolist") else [c.item() if hasattr(c, "item") else c for c in classes]
+    if not values:
+        raise ValueError(f"{argument} is empty; name at least one class id in 0..{num_classes - 1}")
+    for c in values:
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_classes:
+            raise ValueError(f"{argument} has {c!r}; class ids are integers 0..{num_classes - 1}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{argument} lists a class twice: {values}")
+    return values
+
+
 def slider_temperature(temperature: object, low: float, high: float, argument: str = "temperature") -> float:
     """A valid temperature (:func:`labkd.losses.check_temperature`) inside a widget slider's range
     ``[low, high]``; ``ValueError`` stating the range otherwise (a slider would silently clamp it)."""

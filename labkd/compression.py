@@ -49,7 +49,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from labkd import metrics
+from labkd import metrics, stats
+from labkd.checks import check_positive_int
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.models import num_parameters, serialized_size
@@ -122,12 +123,6 @@ def check_bits(bits: object) -> int:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= int(bits) <= 8:
         raise ValueError(f"bits must be an integer from 2 to 8, got {bits!r}")
     return int(bits)
-
-
-def _check_positive_int(value: object, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
-        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def baseline_config(arch: str, fast: bool, seed: int = 0) -> TrainConfig:
@@ -258,7 +253,7 @@ def recalibrate_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 500) ->
     Pruning or rounding the weights shifts each layer's output statistics, and batch norm in
     eval mode keeps normalising with the *old* ones; this one pass over a few thousand training
     images fixes that (a standard, cheap step after compressing a batch-normalised net)."""
-    _check_positive_int(batch_size, "batch_size")
+    check_positive_int(batch_size, "batch_size")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return model
@@ -418,8 +413,8 @@ def latency_ms(model: nn.Module, x: Tensor, runs: int = 5, warmup: int = 1, thre
     """Median wall time in milliseconds of ``model(x)`` (one batch, CPU, eval mode) over ``runs``
     timed calls after ``warmup`` untimed ones, with torch limited to ``threads`` threads
     (restored afterwards). x (B, C, H, W)."""
-    _check_positive_int(runs, "runs")
-    _check_positive_int(threads, "threads")
+    check_positive_int(runs, "runs")
+    check_positive_int(threads, "threads")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
     model.eval()
@@ -506,7 +501,7 @@ def compression_study(
     """
     sparsities = [check_sparsity(s) for s in sparsities]
     bits = [check_bits(b) for b in bits]
-    _check_positive_int(latency_batch_size, "latency_batch_size")
+    check_positive_int(latency_batch_size, "latency_batch_size")
     if not baselines and not students:
         raise ValueError("give at least one trained baseline or student to compress")
     for name in students:
@@ -626,8 +621,6 @@ def findings(rows: Sequence[Mapping], seed_results: Sequence[Mapping] = (), tole
     int8 and k-bit size ratios and accuracy changes per family, the largest sparsity that stays
     within ``tolerance`` of the dense accuracy, and distilled students against their labels-only
     baselines (against the spread over seeds when ``seed_results`` has several seeds)."""
-    from labkd.teacher_studies import compare
-
     out = []
     by_label = {r["label"]: r for r in rows}
     for family in FAMILIES:
@@ -652,7 +645,7 @@ def findings(rows: Sequence[Mapping], seed_results: Sequence[Mapping] = (), tole
         kd = [r["test_acc"] for r in seed_results if r["model"] == name and r["method"] == "distil"]
         base = [r["test_acc"] for r in seed_results if r["model"] == name and r["method"] == "float32"]
         if base:
-            out.append(f"{name} over {len(seeds)} seed(s): " + compare(kd, base, "distilled", "labels only")["verdict"])
+            out.append(f"{name} over {len(seeds)} seed(s): " + stats.compare(kd, base, "distilled", "labels only")["verdict"])
     return out
 
 
@@ -714,7 +707,7 @@ def best_under_budgets(rows: Sequence[Mapping], budgets: Sequence[int], size: st
     uncompressed baseline that fits (for comparison)."""
     out = []
     for budget in budgets:
-        _check_positive_int(budget, "each budget")
+        check_positive_int(budget, "each budget")
         fits = [r for r in rows if r[size] <= budget]
         plain = [r for r in fits if r["method"] == "float32" and r["family"] != "teacher"]
         best = max(fits, key=lambda r: r["test_acc"]) if fits else None
@@ -744,18 +737,14 @@ PAPER_RESULTS = (
 
 
 def same_start(baselines: Mapping[str, Trained], students: Mapping[str, Trained]) -> list[str]:
-    """Proof of a fair comparison: for each student, the norm of its first layer *before*
-    training next to that of the labels-only baseline of its size (equal: same initial weights)."""
-    from labkd.teacher_studies import first_layer_norm
-
-    out = []
-    for name, student in students.items():
-        if name not in baselines:
-            raise ValueError(f"no labels-only baseline named {name!r} to compare the student with")
-        a, b = first_layer_norm(baselines[name]), first_layer_norm(student)
-        out.append(f"{name}: first-layer norm before training {a:.6f} (labels only) and {b:.6f} (distilled)"
-                   + (" — identical" if a == b else " — NOT identical"))
-    return out
+    """Proof of a fair comparison (:func:`labkd.stats.same_start`): for each student, the norm of
+    its first layer *before* training and that of the labels-only baseline of its size (equal:
+    same initial weights)."""
+    missing = [name for name in students if name not in baselines]
+    if missing:
+        raise ValueError(f"no labels-only baseline named {missing[0]!r} to compare the student with")
+    return stats.same_start({name: [metrics.first_layer_norm(baselines[name]), metrics.first_layer_norm(student)]
+                             for name, student in students.items()}, what="first-layer norm")
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,11 +36,10 @@ import torch
 from torch import Tensor
 
 from labkd import metrics, stats
-from labkd.checks import check_hidden, check_positive_int, check_seeds
+from labkd.checks import check_config, check_hidden, check_positive_int, check_seeds
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.losses import ENSEMBLE_METHODS, check_alpha, check_temperature, ensemble_logits, ensemble_probs
-from labkd.models import rebuild
 from labkd.progress import RunProgress
 from labkd.train import TrainConfig
 
@@ -155,20 +154,6 @@ def check_members(members: object) -> int:
     return int(members)
 
 
-def _check_config(config: object, argument: str, loss: str) -> TrainConfig:
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"{argument} must be a TrainConfig, got {type(config).__name__}")
-    if config.loss != loss:
-        raise ValueError(f"{argument} must train with loss={loss!r}, got loss={config.loss!r}")
-    return config
-
-
-def _first_layer_norm(trained: Trained) -> float:
-    """Norm of the first weight matrix *before training* (rebuilt from the seed): equal for equal seeds."""
-    model = rebuild(trained.model.spec)
-    return float(next(p for n, p in model.named_parameters() if n.endswith("weight")).detach().norm())
-
-
 # --------------------------------------------------------------------------------------------
 # The ensemble
 
@@ -218,12 +203,6 @@ class Ensemble:
         return logits[:size]
 
 
-def _pm(stat: dict) -> str:
-    """``mean ± std`` of a summary dict (``mean``, ``std``, ``n``), in percent. Kept for old callers;
-    new code uses :func:`labkd.stats.pm`."""
-    return f"{stat['mean']:.2%} ± {stat['std'] * 100:.2f}" if stat["n"] > 1 else f"{stat['mean']:.2%}"
-
-
 def _check_method(method: str) -> str:
     if method not in ENSEMBLE_METHODS:
         raise ValueError(f"method={method!r} is unknown; expected one of {ENSEMBLE_METHODS}")
@@ -264,7 +243,7 @@ def train_ensemble(data: Data, seeds: Sequence[int], config: TrainConfig, hidden
                          f"an ensemble of one has nothing to average")
     seeds = check_seeds(seeds)
     hidden = check_hidden(hidden)
-    _check_config(config, "config", "cross_entropy")
+    check_config(config, "config", loss="cross_entropy")
     runs = RunProgress(len(seeds), "ensemble members", progress, None)
     members, train_logits, val_logits, test_logits, rows = [], [], [], [], []
     for s in seeds:
@@ -311,7 +290,7 @@ def _student_row(data: Data, trained: Trained, group: int, arm: str, method: str
     test = metrics.predict_logits(trained.model, data.test.x)
     row = {"group": group, "arm": arm, "method": method, "temperature": temperature, "seed": trained.model.spec["seed"],
            "val_acc": metrics.accuracy(val, data.val.y), "test_acc": metrics.accuracy(test, data.test.y),
-           "test_errors": metrics.error_count(test, data.test.y), "init_norm": _first_layer_norm(trained),
+           "test_errors": metrics.error_count(test, data.test.y), "init_norm": metrics.first_layer_norm(trained),
            "cached": trained.cached}
     if ensemble is not None and method:
         row["agreement"] = float((test.argmax(1) == ensemble.test_probs(method).argmax(1)).float().mean())
@@ -329,7 +308,7 @@ def distil_ensemble(data: Data, ensemble: Ensemble, config: TrainConfig, seeds: 
     ``agreement`` (with the ensemble's top-1 on the test set), ``init_norm`` (first-layer norm
     before training: equal for equal seeds) and ``cached``.
     """
-    _check_config(config, "config", "distillation")
+    check_config(config, "config", loss="distillation")
     seeds = check_seeds(seeds)
     methods = _check_methods(methods)
     if ensemble.data.spec != data.spec:

@@ -39,8 +39,8 @@ from labkd.experiments import Tracker, Trained, model_identity, train_model
 from labkd.losses import check_temperature
 from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress
-from labkd.checks import check_hidden, check_seeds
-from labkd.teacher_studies import check_config, compare, mlp_name, summarize
+from labkd.checks import check_config, check_hidden, check_positive_int, check_seeds, mlp_name
+from labkd.stats import compare, summarize
 from labkd.train import TrainConfig
 
 #: Teacher of seed s is initialised with seed s + TEACHER_SEED_OFFSET (never the student's weights).
@@ -74,6 +74,15 @@ def fidelity_config(fast: bool, temperature: float = 4.0, lr: float = 0.02, epoc
     check_temperature(temperature)
     n = epochs if epochs is not None else (2 if fast else 20)
     return TrainConfig(epochs=n, batch_size=128, lr=float(lr), loss="soft_target", temperature=float(temperature))
+
+
+def transfer_set(data: Data, n_transfer: int | None, seed: int = 0) -> Data:
+    """The distillation set: ``n_transfer`` training images of ``data`` (a seeded subset), or all
+    of them when ``n_transfer`` is None or not smaller (fast mode is already small)."""
+    if n_transfer is not None:
+        check_positive_int(n_transfer, "n_transfer")
+    small = n_transfer is not None and n_transfer < len(data.train)
+    return data.subset(n_train=int(n_transfer), seed=seed) if small else data
 
 
 def train_teachers(data: Data, seeds: Sequence[int], config: TrainConfig, hidden: Sequence[int] = TEACHER_HIDDEN,
@@ -166,7 +175,7 @@ def distil_with_fidelity(
         s_train, s_test = metrics.predict_logits(model, train_x), metrics.predict_logits(model, test_x)
         return fidelity_metrics(t_train, s_train, t_test, s_test)
 
-    init_norm = _first_norm(build_model("mlp", data.input_shape, data.num_classes, seed=train_config.seed,
+    init_norm = metrics.first_layer_norm(build_model("mlp", data.input_shape, data.num_classes, seed=train_config.seed,
                                         hidden=hidden))  # the weights before training (same seed, same start)
     # the tracked numbers depend on the teacher and the sample even for the labels-only student
     tracker = Tracker(f"fidelity to {model_identity(teacher)} on {len(idx)} training images", fidelity)
@@ -186,11 +195,6 @@ def fidelity_metrics(teacher_train: Tensor, student_train: Tensor, teacher_test:
         "train_kl": metrics.mean_kl(teacher_train, student_train),
         "test_kl": metrics.mean_kl(teacher_test, student_test),
     }
-
-
-def _first_norm(model: BlockModel) -> float:
-    first = next(p for name, p in model.named_parameters() if name.endswith("weight"))
-    return float(first.detach().norm())
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,16 +322,16 @@ def summary_rows(final_rows: Sequence[Mapping], teacher_rows: Sequence[Mapping] 
 
 
 def _pm(stat: Mapping, percent: bool) -> str:
-    if percent:
-        return f"{stat['mean']:.2%}" + (f" ± {stat['std'] * 100:.2f}" if stat["n"] > 1 else "")
-    return f"{stat['mean']:.4f}" + (f" ± {stat['std']:.4f}" if stat["n"] > 1 else "")
+    """A :func:`labkd.stats.summarize` group as mean ± seed spread: percent, or KL in nats."""
+    spread = stat["std"] if stat["n"] > 1 else None
+    return stats.pm(stat["mean"], spread) if percent else stats.pm(stat["mean"], spread, scale=1, digits=4, unit="")
 
 
 def decoupled_pairs(final_rows: Sequence[Mapping], metric: str = "test_agreement") -> list[dict]:
     """Pairs of conditions (A, B) where A generalizes better (higher test accuracy) but B is more
     faithful (higher ``metric``; for a ``*_kl`` metric, lower KL). Each dict: ``better_acc`` (A),
     ``more_faithful`` (B), the two differences, ``acc_verdict``/``fidelity_verdict`` (from
-    :func:`labkd.teacher_studies.compare`) and ``significant`` (both differences beyond the
+    :func:`labkd.stats.compare`) and ``significant`` (both differences beyond the
     seed spread). Sorted with the significant pairs first, then by the size of the disagreement."""
     if not final_rows:
         raise ValueError("final_rows is empty: run fidelity_study first")
@@ -363,15 +367,15 @@ def decoupling_sentences(final_rows: Sequence[Mapping], metric: str = "test_agre
         worse = f"higher {name}" if metric.endswith("_kl") else f"lower {name}"
         return [f"No pair of conditions where better accuracy comes with {worse} (less fidelity): "
                 f"by {name}, fidelity and generalization rank the conditions the same way."]
-    stats = {s["condition"]: s for s in summarize(final_rows, ["condition"])}
+    acc = {s["condition"]: s for s in summarize(final_rows, ["condition"])}
     fstats = {s["condition"]: s for s in summarize(final_rows, ["condition"], metric)}
-    n = min(s["n"] for s in stats.values())
+    n = min(s["n"] for s in acc.values())
     lines = []
     for p in pairs[:limit]:
         a, b = p["better_acc"], p["more_faithful"]
         fmt = (lambda v: f"{v:.4f}") if metric.endswith("_kl") else (lambda v: f"{v:.2%}")
-        text = (f"{a}: test accuracy {stats[a]['mean']:.2%}, {name} {fmt(fstats[a]['mean'])} — "
-                f"{b}: {stats[b]['mean']:.2%}, {fmt(fstats[b]['mean'])}. ")
+        text = (f"{a}: test accuracy {acc[a]['mean']:.2%}, {name} {fmt(fstats[a]['mean'])} — "
+                f"{b}: {acc[b]['mean']:.2%}, {fmt(fstats[b]['mean'])}. ")
         if n < 2:
             text += "One seed: no claim either way."
         elif p["significant"]:
@@ -409,7 +413,7 @@ def _stat(rows: Sequence[Mapping], metric: str) -> dict | None:
 
 def findings(study: FidelityStudy) -> list[dict]:
     """The paper's three claims beside this run's numbers: ``claim``, ``paper``, ``this run``
-    (for :func:`labkd.teacher_studies.findings_table`). Differences are judged against the seed
+    (for :func:`labkd.plots.findings_table`). Differences are judged against the seed
     spread; with one seed nothing is claimed."""
     final = study.final()
     distilled = [r for r in final if r["method"] == "distilled"]

@@ -111,3 +111,20 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | No
         result["agreement"] = agreement(logits, teacher_logits)
         result["kl_teacher_student"] = mean_kl(teacher_logits, logits)
     return result
+
+
+def first_layer_norm(model: object) -> float:
+    """L2 norm of the first weight matrix. For a :class:`labkd.experiments.Trained` run, of its
+    model rebuilt from its seed, i.e. *before* training: equal numbers prove that two runs started
+    from identical weights. For an ``nn.Module``, of its weights as they are."""
+    if not isinstance(model, nn.Module):
+        spec = getattr(getattr(model, "model", None), "spec", None)
+        if spec is None:
+            raise TypeError(f"model must be an nn.Module or a trained run (labkd Trained), got {type(model).__name__}")
+        from labkd.models import rebuild  # models sits above metrics: import on use
+
+        model = rebuild(spec)
+    weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
+    if not weights:
+        raise ValueError("model has no weight matrix")
+    return float(weights[0].detach().norm())

@@ -54,7 +54,8 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], metr
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+    """Mean and sample standard deviation (0 for a single value) of values that may hold a diverged
+    run's NaN (it propagates); :func:`labkd.stats.mean_std` is the checked version for claims."""
     a = np.asarray(values, dtype=float)
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
@@ -99,3 +100,23 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
+
+
+def findings_table(findings: Sequence[Mapping[str, object]], widths: Sequence[float] = (1.0, 2.0, 3.0)) -> go.Figure:
+    """A "What we found" table of sentences (e.g. claim / paper / this run), text wrapped, the
+    height estimated from the wrapped lines. ``widths``: relative column widths (then 2 each)."""
+    if not findings:
+        raise ValueError("findings is empty: nothing to tabulate")
+    columns = list(findings[0])
+    rel = [*widths, *[2.0] * len(columns)][: len(columns)]
+    cells = [[str(f.get(c, "")) for f in findings] for c in columns]
+    fig = go.Figure(go.Table(columnwidth=rel, header=dict(values=[f"<b>{c}</b>" for c in columns], align="left"),
+                             cells=dict(values=cells, align="left", height=24)))
+    chars = [max(10, int(150 * w / sum(rel))) for w in rel]  # about 150 characters across the table
+
+    def wrapped(text: str, width: int) -> int:
+        return sum(max(1, -(-len(part) // width)) for part in text.split("<br>"))
+
+    lines = sum(max(wrapped(col[i], w) for col, w in zip(cells, chars, strict=True)) for i in range(len(findings)))
+    fig.update_layout(height=50 + 17 * lines + 10 * len(findings), margin=dict(l=5, r=5, t=5, b=5))
+    return fig

@@ -47,9 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkd import metrics, stats
-from labkd.checks import check_hidden, check_positive_int, check_seeds
+from labkd.checks import check_classes as _check_class_ids, check_config, check_hidden, check_positive_int, check_seeds
 from labkd.data import Data, Split
-from labkd.ensembles import _check_config  # the same lesson's recipe check
 from labkd.experiments import Trained, train_model
 from labkd.models import BlockModel, rebuild
 from labkd.progress import RunProgress
@@ -234,18 +233,12 @@ def cluster_order(groups: Sequence[Sequence[int]]) -> list[int]:
 
 
 def check_classes(classes: Sequence[int], num_classes: int, argument: str = "classes") -> list[int]:
-    values = list(classes) if not isinstance(classes, Tensor) else classes.tolist()
-    if not values:
-        raise ValueError(f"{argument} is empty; a specialist needs at least one class of 0..{num_classes - 1}")
-    for c in values:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= int(c) < num_classes:
-            raise ValueError(f"{argument} has {c!r}; class ids are integers 0..{num_classes - 1}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{argument} lists a class twice: {values}")
+    """A specialist's classes (:func:`labkd.checks.check_classes`), leaving some for its dustbin."""
+    values = _check_class_ids(classes, num_classes, argument)
     if len(values) == num_classes:
         raise ValueError(f"{argument} covers all {num_classes} classes: a specialist needs other classes "
                          f"for its dustbin")
-    return [int(c) for c in values]
+    return values
 
 
 def dustbin_labels(labels: Tensor, classes: Sequence[int]) -> Tensor:
@@ -393,7 +386,7 @@ def train_specialists(data: Data, generalist: Trained, groups: Sequence[Sequence
     with a dustbin row (:func:`init_specialist`, lesson 08's first version). ``correction``: how the
     dustbin logit is shifted after training — ``"fitted"`` (:func:`fit_dustbin_shift` on the
     validation images) or ``"paper"`` (:func:`dustbin_correction`)."""
-    _check_config(config, "config", "cross_entropy")
+    check_config(config, "config", loss="cross_entropy")
     if correction not in CORRECTIONS:
         raise ValueError(f"correction={correction!r} is unknown; expected one of {CORRECTIONS}")
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
@@ -714,7 +707,7 @@ def train_generalists(data: Data, seeds: Sequence[int], config: TrainConfig, hid
     """One generalist MLP per seed (``config`` with its seed replaced), cached."""
     seeds = check_seeds(seeds)
     hidden = check_hidden(hidden)
-    _check_config(config, "config", "cross_entropy")
+    check_config(config, "config", loss="cross_entropy")
     runs = RunProgress(len(seeds), "generalists", progress, None)
     out = []
     for s in seeds:

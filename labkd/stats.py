@@ -242,3 +242,50 @@ def same_start(norms: Mapping[object, Sequence[float]], what: str = "weight norm
                    + (f"{values[0]:.6f} (identical)" if same
                       else f"{min(values):.6f}..{max(values):.6f} (NOT identical)"))
     return out
+
+
+def summarize(rows: Sequence[Mapping], by: Sequence[str], metric: str = "test_acc") -> list[dict]:
+    """Per group of the ``by`` columns of tidy ``rows`` (one dict per run): ``metric``'s ``mean``,
+    seed spread ``std`` (:func:`mean_std`), ``n`` and ``values``, groups in first-seen order.
+    Rows without ``metric`` are skipped; a ``by`` column missing from a row is a ``KeyError``."""
+    if not rows:
+        raise ValueError("rows is empty: nothing to summarize")
+    absent = [k for k in by if not all(k in r for r in rows)]
+    if absent or all(metric not in r for r in rows):
+        known = sorted({str(k) for r in rows for k in r if not str(k).startswith("_")})
+        raise KeyError(f"rows have no column(s) {absent or [metric]}; columns are {known}")
+    values: dict[tuple, list[float]] = {}
+    for r in (r for r in rows if metric in r):
+        values.setdefault(tuple(r[k] for k in by), []).append(float(r[metric]))
+    out = []
+    for key, vs in values.items():
+        mean, std = mean_std(vs)
+        out.append(dict(zip(by, key, strict=True)) | {"mean": mean, "std": std, "n": len(vs), "values": vs})
+    return out
+
+
+def compare(a: Sequence[float], b: Sequence[float], name_a: str = "A", name_b: str = "B") -> dict:
+    """Two *unpaired* groups of seeds: is ``mean(a) - mean(b)`` beyond twice its standard error
+    :math:`\\sqrt{s_a^2/n_a + s_b^2/n_b}`? Returns ``difference``, ``standard_error``,
+    ``significant`` (needs two seeds a side) and ``verdict``, a sentence. For arms run on the same
+    seeds, prefer the paired :func:`claim`."""
+    x, y = _as_array(list(a), "a"), _as_array(list(b), "b")
+    if not (x.size and y.size):
+        raise ValueError("compare needs at least one value on each side")
+    diff = float(x.mean() - y.mean())
+    pair = f"{name_a} {x.mean():.2%} vs {name_b} {y.mean():.2%}"
+    if min(x.size, y.size) < 2:
+        return {"difference": diff, "standard_error": float("nan"), "significant": False,
+                "verdict": f"{pair} ({diff * 100:+.2f} points) from a single seed: no claim either way — run more "
+                           f"seeds (fast=False)."}
+    se = math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
+    significant = abs(diff) > SE_MULTIPLE * se
+    over = f"over {x.size} and {y.size} seeds"
+    if significant:
+        winner = name_a if diff > 0 else name_b
+        verdict = (f"{winner} is better by {abs(diff) * 100:.2f} points ({pair}); that is more than twice the "
+                   f"standard error ({se * 100:.2f}) {over}.")
+    else:
+        verdict = (f"{pair}: the difference ({diff * 100:+.2f} points) is within twice the standard error "
+                   f"({se * 100:.2f}) {over} — no clear winner.")
+    return {"difference": diff, "standard_error": float(se), "significant": bool(significant), "verdict": verdict}

@@ -32,7 +32,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
-from labkd import cache, losses, plots
+from labkd import cache, losses, plots, stats
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.metrics import predict_logits
@@ -563,7 +563,7 @@ def check_temperature_remark(result: SweepResult, alpha: float, small: str = "30
     lo, hi = small_range
     crit = dict(alpha=alpha, scale_by_t2=True)
     small_t = result.temperatures_of(small, alpha)
-    stats = {t: result.mean_std("test_acc", student=small, temperature=t, **crit) for t in small_t}
+    sstats = {t: result.mean_std("test_acc", student=small, temperature=t, **crit) for t in small_t}
     inside = [t for t in small_t if lo <= t <= hi]
     outside = [t for t in small_t if not lo <= t <= hi]
     small_ok: bool | None = None
@@ -571,13 +571,13 @@ def check_temperature_remark(result: SweepResult, alpha: float, small: str = "30
         lines.append(f"{small}: the grid has no temperature {'in' if not inside else 'outside'} "
                      f"[{lo:g}, {hi:g}]; cannot test the small-student remark.")
     else:
-        t_in = max(inside, key=lambda t: _rank(stats[t][0]))
-        t_out = max(outside, key=lambda t: _rank(stats[t][0]))
-        diff = stats[t_in][0] - stats[t_out][0]
-        bound = _two_se(stats[t_in], stats[t_out])
-        n = min(stats[t_in][2], stats[t_out][2])
-        text = (f"{small}: best T in [{lo:g}, {hi:g}] is {t_in:g} ({stats[t_in][0] * 100:.2f}%), best outside is "
-                f"{t_out:g} ({stats[t_out][0] * 100:.2f}%): difference {diff * 100:+.2f} points")
+        t_in = max(inside, key=lambda t: _rank(sstats[t][0]))
+        t_out = max(outside, key=lambda t: _rank(sstats[t][0]))
+        diff = sstats[t_in][0] - sstats[t_out][0]
+        bound = _two_se(sstats[t_in], sstats[t_out])
+        n = min(sstats[t_in][2], sstats[t_out][2])
+        text = (f"{small}: best T in [{lo:g}, {hi:g}] is {t_in:g} ({sstats[t_in][0] * 100:.2f}%), best outside is "
+                f"{t_out:g} ({sstats[t_out][0] * 100:.2f}%): difference {diff * 100:+.2f} points")
         if n < 2:
             lines.append(text + " — one seed, no spread: no conclusion.")
         else:
@@ -633,8 +633,6 @@ def remark_claim(data: Data, teacher: Trained | nn.Module, dev: SweepResult, stu
     are chosen on validation with ``dev`` (development seeds), then ``student`` is distilled at
     both on the fresh ``seeds`` (paired: the same seed gives both arms the same start and batch
     order) and the test accuracies are compared. Returns ``(claim, confirmation grid)``."""
-    from labkd import stats
-
     t_in, t_out = remark_temperatures(dev, student, alpha)
     seeds = check_seeds(seeds)
     reused = sorted(set(seeds) & set(dev.seeds))
@@ -803,9 +801,9 @@ def temperature_preference_figure(result: SweepResult, alpha: float, students: S
         temps = result.temperatures_of(name, alpha)
         if not temps:
             raise ValueError(f"no runs of {name!r} at alpha={alpha}")
-        stats = [result.mean_std(metric, student=name, temperature=t, alpha=alpha, scale_by_t2=True) for t in temps]
-        fig.add_trace(go.Scatter(x=temps, y=[m * k for m, _, _ in stats], mode="lines+markers", name=f"distilled, α={alpha:g}",
-                                 error_y=dict(type="data", array=[s * k for _, s, _ in stats], visible=True),
+        cells = [result.mean_std(metric, student=name, temperature=t, alpha=alpha, scale_by_t2=True) for t in temps]
+        fig.add_trace(go.Scatter(x=temps, y=[m * k for m, _, _ in cells], mode="lines+markers", name=f"distilled, α={alpha:g}",
+                                 error_y=dict(type="data", array=[s * k for _, s, _ in cells], visible=True),
                                  line=dict(color="#1f77b4"), showlegend=col == 1), row=1, col=col)
         best = best_temperature(result, name, alpha)
         bm = result.mean_std(metric, student=name, temperature=best.temperature, alpha=alpha, scale_by_t2=True)[0]
@@ -828,8 +826,8 @@ def mean_curve(result: SweepResult, metric: str = "val_acc", **criteria) -> tupl
     if not rows:
         raise ValueError(f"no rows (that did not diverge) match {criteria}")
     epochs = min(len(r.history) for r in rows)
-    stats = [plots.mean_std([r.metric(metric, e) for r in rows]) for e in range(1, epochs + 1)]
-    return list(range(1, epochs + 1)), [m for m, _ in stats], [s for _, s in stats]
+    per_epoch = [plots.mean_std([r.metric(metric, e) for r in rows]) for e in range(1, epochs + 1)]
+    return list(range(1, epochs + 1)), [m for m, _ in per_epoch], [s for _, s in per_epoch]
 
 
 def learning_curves_figure(result: SweepResult, student: str, cells: Mapping[str, Mapping], metric: str = "val_acc",
@@ -855,9 +853,10 @@ def learning_curves_figure(result: SweepResult, student: str, cells: Mapping[str
 # Sentences and tables for "What we found" (computed, never typed)
 
 
-def _pm(stats: tuple[float, float, int], k: float = 100.0) -> str:
-    m, s, n = stats
-    return f"{m * k:.2f} ± {s * k:.2f}" if n > 1 else f"{m * k:.2f}"
+def _pm(mean_std_n: tuple[float, float, int], scale: float = 100.0, digits: int = 2) -> str:
+    """A ``(mean, std, n)`` of :meth:`SweepResult.mean_std` through :func:`labkd.stats.pm` (no unit)."""
+    mean, std, n = mean_std_n
+    return stats.pm(mean, std if n > 1 else None, scale=scale, digits=digits, unit="")
 
 
 def gain_over_baseline(result: SweepResult, student: str, temperature: float, alpha: float,
@@ -949,7 +948,7 @@ def findings(result: SweepResult, alpha: float = 0.9, temperature: float = 20.0,
         acc = source.mean_std("test_acc", **criteria)
         err = source.mean_std("test_errors", **criteria)
         rows.append({"run": label, "test accuracy (%)": _pm(acc),
-                     "test errors": f"{err[0]:.0f} ± {err[1]:.0f}" if err[2] > 1 else f"{err[0]:.0f}",
+                     "test errors": _pm(err, scale=1, digits=0),
                      "seeds": acc[2], "paper: test errors": paper})
 
     for name in (large, small):

@@ -38,13 +38,12 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
-from labkd import metrics
-from labkd.checks import check_seeds
+from labkd import metrics, stats
+from labkd.checks import check_classes, check_config, check_seeds
 from labkd.data import Data, split_fraction
 from labkd.experiments import Trained, train_model
 from labkd.losses import check_alpha, check_logits, check_targets, check_temperature
 from labkd.progress import RunProgress
-from labkd.teacher_studies import first_layer_norm
 from labkd.train import TrainConfig
 
 #: The paper's numbers (MNIST, §3; speech, §6 Table 5: frame accuracy on train / test).
@@ -88,23 +87,6 @@ def check_shift(shift: object, argument: str = "shift") -> float:
     return float(shift)
 
 
-def check_classes(classes: object, num_classes: int, argument: str = "classes") -> list[int]:
-    """A non-empty list of distinct class ids in 0..num_classes-1."""
-    if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
-        raise TypeError(f"{argument} must be a list of class ids such as [{classes}], got the number {classes!r}")
-    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence | Tensor | np.ndarray):
-        raise TypeError(f"{argument} must be a list of class ids, got {type(classes).__name__}")
-    values = [c.item() if isinstance(c, (Tensor, np.generic)) else c for c in classes]
-    if not values:
-        raise ValueError(f"{argument} is empty; name at least one class id in 0..{num_classes - 1}")
-    for c in values:
-        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_classes:
-            raise ValueError(f"{argument} has {c!r}; class ids are integers 0..{num_classes - 1}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{argument} lists a class twice: {values}")
-    return [int(c) for c in values]
-
-
 def check_shifts(shifts: object, argument: str = "shifts") -> Tensor:
     """A non-empty 1-D grid of finite shifts, as a float64 tensor."""
     try:
@@ -122,12 +104,6 @@ def _check_fraction(fraction: object) -> float:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"fraction must be a number in (0, 1] (the share of the training set kept), got {fraction!r}")
     return float(fraction)
-
-
-def _check_config(config: object, argument: str) -> TrainConfig:
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"{argument} must be a labkd.TrainConfig, got {type(config).__name__}")
-    return config
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,7 +152,7 @@ def missing_classes(transfer: Data) -> list[int]:
 def distil_student(transfer: Data, teacher: Trained | nn.Module, config: TrainConfig, arch: str = STUDENT,
                    progress: bool | None = None, label: str = "") -> Trained:
     """Distil ``arch`` from ``teacher`` on the transfer set (cached :func:`labkd.train_model`)."""
-    _check_config(config, "config")
+    check_config(config, "config")
     if config.loss not in ("distillation", "soft_target"):
         raise ValueError(f"config must use loss='distillation' or 'soft_target', got loss={config.loss!r}")
     gone = missing_classes(transfer)
@@ -545,7 +521,7 @@ def train_tracked(arch: str, data: Data, config: TrainConfig, teacher: Trained |
     """
     from labkd.experiments import Tracker
 
-    _check_config(config, "config")
+    check_config(config, "config")
 
     def losses(model: nn.Module) -> dict[str, float]:
         out = {}
@@ -576,7 +552,7 @@ def run_row(arm: str, seed: int, trained: Trained, n_train: int) -> dict:
         if all("test_loss" in r for r in h) else 0,
         "curve_train": [r["train_acc"] for r in h], "curve_test": [r["test_acc"] for r in h],
         "curve_val": val, "curve_test_loss": [r.get("test_loss", float("nan")) for r in h],
-        "init_norm": first_layer_norm(trained), "cached": trained.cached, "seconds": trained.seconds,
+        "init_norm": metrics.first_layer_norm(trained), "cached": trained.cached, "seconds": trained.seconds,
     }
 
 
@@ -592,7 +568,7 @@ def small_data_runs(data: Data, teacher: Trained | nn.Module, fraction: float, s
     if missing:
         raise ValueError(f"configs has no recipe for {missing}; build them with regularizer_configs(...)")
     for k, config in configs.items():
-        _check_config(config, f"configs[{k!r}]")
+        check_config(config, f"configs[{k!r}]")
     runs = RunProgress(2 * len(seeds) + int(reference), "students", progress)
     rows = []
     for seed in seeds:
@@ -613,21 +589,9 @@ def small_data_runs(data: Data, teacher: Trained | nn.Module, fraction: float, s
     return rows
 
 
-def _stats(values: Sequence[float]) -> tuple[float, float, int]:
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a)
-
-
 def _pm(values: Sequence[float], percent: bool = True, digits: int = 1) -> str:
-    m, s, n = _stats(values)
-    if percent:
-        return f"{m:.2%}" + (f" ± {s * 100:.2f}" if n > 1 else "")
-    return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if n > 1 else "")
-
-
-def _points(values: Sequence[float]) -> str:
-    m, s, n = _stats(values)
-    return f"{m:+.2f}" + (f" ± {s:.2f}" if n > 1 else "")
+    """Mean ± seed spread of ``values`` (:func:`labkd.stats.pm_values`): percent, or plain numbers."""
+    return stats.pm_values(values) if percent else stats.pm_values(values, scale=1, digits=digits, unit="")
 
 
 def overfitting_summary(rows: Sequence[Mapping]) -> list[dict]:
@@ -645,7 +609,7 @@ def overfitting_summary(rows: Sequence[Mapping]) -> list[dict]:
             "early-stop epoch (best val)": _pm([r["stop_epoch"] for r in mine], percent=False,
                                                digits=1 if len(mine) > 1 else 0) + f" of {mine[0]['epochs']}",
             "early-stopped test acc": _pm([r["stopped_test_acc"] for r in mine]),
-            "gain from early stopping (points)": _points([100 * r["gap"] for r in mine]),
+            "gain from early stopping (points)": stats.pm_values([100 * r["gap"] for r in mine], scale=1, unit=""),
             "test loss: lowest → final": f"{_pm([r['best_test_loss'] for r in mine], percent=False, digits=3)} → "
                                          f"{_pm([r['test_loss'] for r in mine], percent=False, digits=3)}",
         })
@@ -659,26 +623,15 @@ def arm_values(rows: Sequence[Mapping], arm: str, key: str) -> list[float]:
     return values
 
 
-def _significant(values: Sequence[float]) -> tuple[bool, float]:
-    """Is the mean more than two standard errors from 0? (False with a single value.)"""
-    m, s, n = _stats(values)
-    if n < 2:
-        return False, float("nan")
-    se = s / math.sqrt(n)
-    return (abs(m) > 2 * se if se > 0 else m != 0), se
-
-
 def regularizer_verdicts(rows: Sequence[Mapping]) -> list[str]:
     """Sentences computed from the runs: does each arm need early stopping (is its gap beyond
     two standard errors?), and how much of the full-data accuracy do soft targets recover?"""
-    from labkd.teacher_studies import compare
-
     out = []
     n = len(arm_values(rows, HARD, "gap"))
     for arm in (HARD, SOFT):
         gaps = [100 * g for g in arm_values(rows, arm, "gap")]
-        m, s, _ = _stats(gaps)
-        sig, se = _significant(gaps)
+        (m, s), (_, se) = stats.mean_std(gaps), stats.mean_se(gaps)
+        sig = n >= 2 and (abs(m) > stats.SE_MULTIPLE * se if se > 0 else m != 0)
         if n < 2:
             out.append(f"{arm}: early stopping would gain {m:+.2f} points of test accuracy (one seed: no claim).")
         elif sig:
@@ -695,7 +648,7 @@ def regularizer_verdicts(rows: Sequence[Mapping]) -> list[str]:
                        f"({final / lowest - 1:+.0%}) — " + ("it grows as the model becomes over-confident"
                                                             if final > 1.2 * lowest else "no marked rise")
                        + (" (one seed)." if n < 2 else f" (mean of {n} seeds)."))
-    result = compare(arm_values(rows, SOFT, "test_acc"), arm_values(rows, HARD, "test_acc"), SOFT, HARD)
+    result = stats.compare(arm_values(rows, SOFT, "test_acc"), arm_values(rows, HARD, "test_acc"), SOFT, HARD)
     out.append("Final epoch: " + result["verdict"])
     if any(r["arm"] == FULL for r in rows):
         hard, soft = np.mean(arm_values(rows, HARD, "test_acc")), np.mean(arm_values(rows, SOFT, "test_acc"))
@@ -767,15 +720,14 @@ def regularizer_table(rows: Sequence[Mapping]) -> list[dict]:
 
 
 def same_start(rows: Sequence[Mapping]) -> list[str]:
-    """Per seed, the first-layer weight norm *before* training of the hard- and soft-target runs:
-    identical numbers prove that both started from the same weights (and saw the same images)."""
-    out = []
-    for seed in dict.fromkeys(r["seed"] for r in rows if r["arm"] in (HARD, SOFT)):
-        norms = {r["arm"]: r["init_norm"] for r in rows if r["seed"] == seed and r["arm"] in (HARD, SOFT)}
-        same = len(set(norms.values())) == 1
-        out.append(f"seed {seed}: " + ", ".join(f"{a} {v:.6f}" for a, v in norms.items())
-                   + (" (identical)" if same else " (NOT identical)"))
-    return out
+    """Per seed, the first-layer weight norms *before* training of the hard- and soft-target runs
+    (:func:`labkd.stats.same_start`): identical numbers prove that both started from the same
+    weights (and saw the same images)."""
+    norms: dict[str, list[float]] = {}
+    for r in rows:
+        if r["arm"] in (HARD, SOFT):
+            norms.setdefault(f"seed {r['seed']}", []).append(r["init_norm"])
+    return stats.same_start(norms, what="first-layer norm")
 
 
 def record_comparison(numbers: Mapping, all_classes_errors: int | None = None, seeds: Sequence[int] | None = None) -> list[dict]:

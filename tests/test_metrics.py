@@ -196,3 +196,17 @@ def test_bad_temperature_and_bins():
     with pytest.raises(ValueError, match="n_bins must be >= 1"):
         expected_calibration_error(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), n_bins=0)
 
+
+
+def test_first_layer_norm_of_a_run_is_that_of_its_untrained_model(tmp_path, monkeypatch):
+    from labkd import TrainConfig, build_model, load_data, train_model
+    from labkd.metrics import first_layer_norm
+
+    monkeypatch.setenv("LABKD_CACHE", str(tmp_path))
+    data = load_data("digits").subset(n_train=64)
+    trained = train_model("mlp", data, TrainConfig(epochs=1, seed=3), hidden=(8,), progress=False)
+    untrained = build_model("mlp", data.input_shape, data.num_classes, seed=3, hidden=(8,))
+    assert first_layer_norm(trained) == first_layer_norm(untrained)  # before training: rebuilt from the seed
+    assert first_layer_norm(trained.model) != first_layer_norm(untrained)  # the trained weights moved
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        first_layer_norm("mlp")

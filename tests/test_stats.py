@@ -117,3 +117,31 @@ def test_runner_collects_claims_with_a_shown_column(tmp_path) -> None:
     write_index([run], tmp_path)
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert [c["shown"] for c in on_disk["claims"]] == [True, False]
+
+
+def test_summarize_groups_in_first_seen_order_with_the_seed_spread() -> None:
+    rows = [{"arm": "b", "seed": 0, "test_acc": 0.8}, {"arm": "a", "seed": 0, "test_acc": 0.9},
+            {"arm": "b", "seed": 1, "test_acc": 0.6}, {"arm": "a", "seed": 1}]  # a row without the metric
+    b, a = stats.summarize(rows, ["arm"])
+    assert (b["arm"], b["n"], b["values"]) == ("b", 2, [0.8, 0.6])
+    assert b["mean"] == pytest.approx(0.7) and b["std"] == pytest.approx(stats.mean_std([0.8, 0.6])[1])
+    assert (a["n"], a["std"]) == (1, 0.0)
+    with pytest.raises(KeyError, match="colour"):
+        stats.summarize(rows, ["colour"])
+    with pytest.raises(ValueError, match="empty"):
+        stats.summarize([], ["arm"])
+
+
+def test_compare_uses_the_unpaired_standard_error() -> None:
+    a, b = [0.90, 0.92, 0.91], [0.80, 0.81, 0.79]
+    result = stats.compare(a, b, "KD", "labels")
+    se = (np.var(a, ddof=1) / 3 + np.var(b, ddof=1) / 3) ** 0.5
+    assert result["difference"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert result["standard_error"] == pytest.approx(se)
+    assert result["significant"] and result["verdict"].startswith("KD is better by")
+    close = stats.compare([0.90, 0.80], [0.85, 0.86])
+    assert not close["significant"] and "no clear winner" in close["verdict"]
+    one = stats.compare([0.9], [0.8])
+    assert math.isnan(one["standard_error"]) and "single seed" in one["verdict"]
+    with pytest.raises(ValueError, match="at least one value"):
+        stats.compare([], [0.8])
