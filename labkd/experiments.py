@@ -11,23 +11,27 @@ The second call with the same arguments loads the weights and history from the c
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-import torch
 from torch import Tensor, nn
 
-from labkd import cache
+from labkd import cache, objectives
 from labkd.data import Data
-from labkd.losses import make_hint_regressor
 from labkd.models import BlockModel, build_model
+from labkd.objectives import Objective
 from labkd.train import TrainConfig, fit
+
+T = TypeVar("T")
 
 
 @dataclass
 class Trained:
     """A trained model with its history. ``seconds`` is the time its training took (also when
-    it came from the cache); ``cached`` says whether this call loaded it."""
+    it came from the cache); ``cached`` says whether this call loaded it. ``objective``: the
+    trained objective (:mod:`labkd.objectives`), with its parameters if it has any."""
 
     model: BlockModel
     history: list[dict]
@@ -35,7 +39,12 @@ class Trained:
     seconds: float
     cached: bool
     checkpoints: list[dict] = field(default_factory=list)
-    regressor: nn.Module | None = None
+    objective: Objective | None = None
+
+    @property
+    def regressor(self) -> nn.Module | None:
+        """The objective's ``regressor`` (FitNets hints), if it has one."""
+        return getattr(self.objective, "regressor", None)
 
     def final(self, metric: str = "test_acc") -> float:
         """The last epoch's ``metric`` (``"test_acc"``, ``"val_acc"``, ``"loss"``, ...)."""
@@ -144,41 +153,65 @@ def train_model(
         "init": None if init is None else model_identity(init),
         **({} if track is None else {"track": track.name}),
     })
-    regressor = _hint_regressor(model, teacher_model, config)
-    # one process at a time per key: a second one waits for the first to train and store the
-    # model, then loads it (labkd run --jobs N shares teachers this way)
+    objective = objectives.prepare(config, model, teacher_model, data, teacher_logits)
+
+    def load(entry: dict) -> Trained:
+        before = [_copy_state(m) for m in (model, objective)]
+        try:
+            model.load_state_dict(entry["state_dict"])
+            objective.load_state_dict(objective.entry_state(entry))
+        except (RuntimeError, KeyError):  # retrain from the initial weights, not half-loaded ones
+            for m, state in zip((model, objective), before, strict=True):
+                m.load_state_dict(state)
+            raise
+        model.cache_key = key
+        return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True,
+                       list(entry.get("checkpoints", [])), objective.eval())
+
+    def train() -> tuple[Trained, dict]:
+        on_epoch = None if track is None else (lambda row: row.update(track.measure(model)))
+        result = fit(model, data, config, teacher=teacher_model, teacher_logits=teacher_logits,
+                     progress=progress, on_epoch=on_epoch, objective=objective)
+        model.cache_key = key
+        entry = {
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "history": result.history,
+            "seconds": result.seconds,
+            "checkpoints": result.checkpoints,
+            "objective": {k: v.detach().cpu() for k, v in objective.state_dict().items()},
+        }
+        return Trained(model, result.history, key, result.seconds, False, result.checkpoints, objective), entry
+
+    return cached(key, load, train, label or f"{arch} {config.loss} seed={config.seed} on {data.name}", use_cache)
+
+
+def _copy_state(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def cached(key: str, load: Callable[[dict], T], train: Callable[[], tuple[T, dict]], description: str,
+           use_cache: bool = True) -> T:
+    """The one cached-training step: under the key's lock, ``load(entry)`` the stored entry if
+    there is one (an entry that does not fit — ``load`` raises ``RuntimeError`` or ``KeyError`` —
+    is retrained with a warning), else ``train()`` -> ``(result, entry)`` and store ``entry``.
+
+    One process at a time per key: a second one waits for the first to train and store the
+    result, then loads it (``labkd run --jobs N`` shares teachers this way). Build ``key`` with
+    :func:`labkd.cache.make_key` from :func:`config_key` and whatever else decides the result.
+    """
     with cache.lock(key) if use_cache else contextlib.nullcontext():
         entry = cache.load(key) if use_cache else None
         if entry is not None:
             try:
-                model.load_state_dict(entry["state_dict"])
-                if regressor is not None:
-                    regressor.load_state_dict(entry["regressor"])
+                return load(entry)
             except (RuntimeError, KeyError) as error:  # shapes changed under the same key
-                import warnings
-                warnings.warn(f"cached model {key} does not fit ({error}); retraining", cache.CacheWarning, stacklevel=2)
-                entry = None
-        if entry is not None:
-            model.cache_key = key
-            return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True,
-                           list(entry.get("checkpoints", [])), regressor)
-
+                warnings.warn(f"cached model {key} does not fit ({error}); retraining", cache.CacheWarning, stacklevel=3)
         if use_cache:  # fail now, not after an hour of training, if the result cannot be stored
             cache.check_writable(key)
-        on_epoch = None if track is None else (lambda row: row.update(track.measure(model)))
-        result = fit(model, data, config, teacher=teacher_model, teacher_logits=teacher_logits,
-                     regressor=regressor, progress=progress, on_epoch=on_epoch)
-        model.cache_key = key
-        trained = Trained(model, result.history, key, result.seconds, False, result.checkpoints, result.regressor)
+        result, entry = train()
         if use_cache:
-            store(key, {
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "history": result.history,
-                "seconds": result.seconds,
-                "checkpoints": result.checkpoints,
-                "regressor": None if regressor is None else {k: v.cpu() for k, v in regressor.state_dict().items()},
-            }, label or f"{arch} {config.loss} seed={config.seed} on {data.name}")
-        return trained
+            store(key, entry, description)
+        return result
 
 
 def _check_arguments(data: object, config: object, teacher: object, teacher_logits: object, init: object) -> None:
@@ -202,22 +235,9 @@ def store(key: str, entry: dict, description: str) -> bool:
         cache.save(key, entry)
         cache.write_description(key, description)
     except (OSError, ValueError) as error:
-        import warnings
-
         warnings.warn(f"the trained model ({description}) could not be saved in the model cache "
                       f"(LABKD_CACHE): {type(error).__name__}: {error}; it is returned but not cached",
                       cache.CacheWarning, stacklevel=3)
         return False
     return True
 
-
-def _hint_regressor(model: BlockModel, teacher: nn.Module | None, config: TrainConfig) -> nn.Module | None:
-    if config.loss != "hint" or teacher is None:
-        return None
-    from labkd.models import check_feature_name
-
-    check_feature_name(model, config.guided_layer, "guided_layer")
-    check_feature_name(teacher, config.hint_layer, "hint_layer")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        return make_hint_regressor(model.feature_shape(config.guided_layer), teacher.feature_shape(config.hint_layer))

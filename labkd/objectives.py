@@ -148,14 +148,14 @@ def get(name: object, argument: str = "loss") -> type[Objective]:
     return OBJECTIVES[name]
 
 
-def check_config(config, defaults) -> None:
+def check_config(config, defaults: Mapping[str, Any]) -> None:
     """What every config is checked for, whatever the objective: fields that only other objectives
-    read are at their defaults, ``objective_options`` holds only options the objective knows; then
-    the objective's own :meth:`Objective.check_config`."""
+    read are at their ``defaults`` (field name -> default), ``objective_options`` holds only options
+    the objective knows; then the objective's own :meth:`Objective.check_config`."""
     cls = get(config.loss)
     for name in dict.fromkeys(f for c in OBJECTIVES.values() for f in c.config_fields):
         value = getattr(config, name)
-        if name not in cls.config_fields and value != getattr(defaults, name):
+        if name not in cls.config_fields and value != defaults[name]:
             users = " or ".join(f"loss={n!r}" for n, c in OBJECTIVES.items() if name in c.config_fields)
             raise ValueError(f"{name}={value!r} is only used with {users}, not loss={config.loss!r}")
     unknown = sorted(set(config.objective_options) - set(cls.defaults))
@@ -186,14 +186,24 @@ def prepare(config, student: nn.Module, teacher: nn.Module | None, data, teacher
     seeded with ``config.seed`` (the same objective parameters for the same seed, and the
     global random state left alone)."""
     objective = make(config, **parts)
-    if objective.needs_teacher and teacher is None and teacher_logits is None:
-        raise ValueError(f"loss={config.loss!r} needs a teacher (or teacher_logits)")
-    if objective.needs_features and teacher is None:
-        raise ValueError(f"loss={config.loss!r} needs the teacher model itself (its hint-layer features)")
+    check_ready(objective, config, teacher, teacher_logits)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         objective.build(student, teacher, data, config)
     return objective
+
+
+def check_ready(objective: object, config, teacher: nn.Module | None, teacher_logits: Tensor | None) -> None:
+    """``objective`` is an :class:`Objective` for ``config.loss`` and gets what it needs: a teacher
+    (or its logits), the teacher model itself when it reads features."""
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be a labkd.objectives.Objective, got {type(objective).__name__}")
+    if objective.name != config.loss:
+        raise ValueError(f"objective is {objective.name!r} but config.loss={config.loss!r}")
+    if objective.needs_teacher and teacher is None and teacher_logits is None:
+        raise ValueError(f"loss={config.loss!r} needs a teacher (or teacher_logits)")
+    if objective.needs_features and teacher is None:
+        raise ValueError(f"loss={config.loss!r} needs the teacher model itself (its hint-layer features)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """One training loop for every method: labels only, distillation, logit matching, FitNets hints.
 
-The method is chosen by ``TrainConfig.loss``; the loop does not change:
+The method is chosen by ``TrainConfig.loss``, the name of a registered objective
+(:mod:`labkd.objectives`); the loop does not change and never names a method:
 
 >>> teacher = build_model("hinton_teacher", seed=0)
 >>> fit(teacher, data, TrainConfig(epochs=10, jitter=2))
@@ -10,7 +11,6 @@ The method is chosen by ``TrainConfig.loss``; the loop does not change:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkd import clock, feature_losses, losses
+from labkd import clock, losses, objectives
 from labkd.data import Data, batches
 from labkd.metrics import predict_logits
-from labkd.models import check_feature_name
+from labkd.objectives import Objective, Step
 from labkd.progress import progress_bar, show_progress
 from labkd.threads import fixed_threads
 
@@ -33,24 +33,15 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
 #: Largest learning rate per optimiser: beyond it training only diverges (NaN) or thrashes.
 LR_LIMITS = {"sgd": 10.0, "adam": 1.0}
-#: Objectives ``fit`` understands: which losses need a teacher, which need labels.
-OBJECTIVES = {
-    "cross_entropy": {"teacher": False},
-    "distillation": {"teacher": True},
-    "soft_target": {"teacher": True},
-    "logit_matching": {"teacher": True},
-    "hint": {"teacher": True},
-    # distillation (or cross-entropy with alpha=0) plus a named feature or relation loss
-    # (``feature_loss``) between the student's ``guided_layer`` and the teacher's ``hint_layer``
-    "feature_kd": {"teacher": True},
-}
+#: The objectives ``fit`` understands, by name (the registry of :mod:`labkd.objectives`).
+OBJECTIVES = objectives.OBJECTIVES
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run (the model cache hashes it).
 
-    ``loss``: one of :data:`OBJECTIVES`. ``temperature``, ``alpha`` and ``scale_by_t2`` are used by
+    ``loss``: one of :data:`OBJECTIVES` (registered in :mod:`labkd.objectives`). ``temperature``, ``alpha`` and ``scale_by_t2`` are used by
     ``distillation``/``soft_target``; ``hint_layer`` (teacher) and ``guided_layer`` (student) by
     ``hint``. ``feature_kd`` adds ``feature_weight`` (β) times a feature or relation loss
     (``feature_loss``, a name in :data:`labkd.feature_losses.FEATURE_LOSSES`) between the student's
@@ -90,6 +81,9 @@ class TrainConfig:
     #: weight vector (a row of a linear layer, a filter of a convolution) is scaled down to L2 norm
     #: at most ``max_norm``. ``None``: no constraint.
     max_norm: float | None = None
+    #: hyper-parameters of an objective that the fields above do not cover, by name (each
+    #: objective lists the ones it reads in ``Objective.defaults``); empty: left out of cache keys.
+    objective_options: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
@@ -105,14 +99,11 @@ class TrainConfig:
             _positive_int(self.kd_epochs, "kd_epochs")
             if self.kd_epochs > self.epochs:
                 raise ValueError(f"kd_epochs={self.kd_epochs} is beyond the schedule: the run trains epochs={self.epochs}")
-            if self.loss not in ("distillation", "soft_target", "logit_matching"):
-                raise ValueError(f"kd_epochs (stop distilling early) needs a distillation loss, not loss={self.loss!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r} is unknown; expected one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule={self.schedule!r} is unknown; expected one of {SCHEDULES}")
-        if self.loss not in OBJECTIVES:
-            raise ValueError(f"loss={self.loss!r} is unknown; expected one of {tuple(OBJECTIVES)}")
+        objectives.get(self.loss, "loss")
         if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if self.optimizer in LR_LIMITS and self.lr > LR_LIMITS[self.optimizer]:
@@ -132,24 +123,13 @@ class TrainConfig:
             raise ValueError(f"jitter must be a non-negative integer (pixels), got {self.jitter!r}")
         losses.check_temperature(self.temperature)
         losses.check_alpha(self.alpha)
-        if self.loss == "hint" and (self.hint_layer is None or self.guided_layer is None):
-            raise ValueError("loss='hint' needs hint_layer (a teacher layer) and guided_layer (a student layer)")
-        if self.loss == "feature_kd":
-            feature_losses.get(self.feature_loss, "feature_loss")
-            if self.hint_layer is None or self.guided_layer is None:
-                raise ValueError("loss='feature_kd' needs hint_layer (a teacher layer) and guided_layer "
-                                 "(a student layer)")
-        elif self.feature_loss is not None:
-            raise ValueError(f"feature_loss={self.feature_loss!r} is only used with loss='feature_kd', "
-                             f"not loss={self.loss!r}")
         if isinstance(self.feature_weight, bool) or not isinstance(self.feature_weight, (int, float)) \
                 or not math.isfinite(self.feature_weight) or self.feature_weight < 0:
             raise ValueError(f"feature_weight must be a finite number >= 0, got {self.feature_weight!r}")
-        if self.loss not in ("hint", "feature_kd"):
-            for name in ("hint_layer", "guided_layer"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name}={getattr(self, name)!r} is only used with loss='hint' or "
-                                     f"loss='feature_kd', not loss={self.loss!r}")
+        if not isinstance(self.objective_options, dict) or not all(isinstance(k, str) for k in self.objective_options):
+            raise TypeError(f"objective_options must be a dict of option name -> value, got {self.objective_options!r}")
+        # fields only other objectives read, unknown options, and the objective's own checks
+        objectives.check_config(self, _FIELD_DEFAULTS)
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed: ``config.replace(temperature=8)``."""
@@ -159,6 +139,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+#: Every TrainConfig field's default (``objective_options``: empty).
+_FIELD_DEFAULTS = {f.name: {} if f.default_factory is dict else f.default for f in dataclasses.fields(TrainConfig)}
+
+
 def _positive_int(value: int, argument: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{argument} must be a positive integer, got {value!r}")
@@ -166,13 +150,19 @@ def _positive_int(value: int, argument: str) -> None:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained model, per-epoch history, optional checkpoints."""
+    """What :func:`fit` returns: the trained model, per-epoch history, optional checkpoints, and
+    the trained objective (with its parameters, e.g. FitNets' regressor)."""
 
     model: nn.Module
     history: list[dict] = field(default_factory=list)
     checkpoints: list[dict] = field(default_factory=list)
-    regressor: nn.Module | None = None
+    objective: Objective | None = None
     seconds: float = 0.0
+
+    @property
+    def regressor(self) -> nn.Module | None:
+        """The objective's ``regressor`` (FitNets hints), if it has one."""
+        return getattr(self.objective, "regressor", None)
 
     def final(self, key: str) -> float:
         """The last epoch's value of ``key`` (e.g. ``"test_acc"``)."""
@@ -200,21 +190,21 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class _DivergenceGuard:
-    """Stops :func:`fit` at the first non-finite loss, naming the step and the likely causes."""
+    """Stops training at the first non-finite loss, naming the step and the likely causes
+    (``causes``: the objective's own suspects, :meth:`labkd.objectives.Objective.likely_causes`)."""
 
-    def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
+    def __init__(self, config: TrainConfig, steps_per_epoch: int, causes: list[str] | tuple = ()) -> None:
         self.config, self.steps_per_epoch, self.steps = config, steps_per_epoch, 0
+        self.causes = list(causes)
 
-    def wrap(self, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        """``fn`` (an objective or feature loss) with a student-side NaN/inf turned into divergence."""
-        def guarded(*args):
-            try:
-                return fn(*args)
-            except losses.NonFiniteInputError as error:
-                if error.argument.startswith(("student", "regressed")):
-                    raise self.error(str(error)) from None
-                raise
-        return guarded
+    def call(self, fn: Callable[..., Tensor], *args) -> Tensor:
+        """``fn(*args)`` (an objective) with a student-side NaN/inf turned into divergence."""
+        try:
+            return fn(*args)
+        except losses.NonFiniteInputError as error:
+            if error.argument.startswith(("student", "regressed")):
+                raise self.error(str(error)) from None
+            raise
 
     def check(self, loss: Tensor) -> None:
         self.steps += 1
@@ -230,10 +220,7 @@ class _DivergenceGuard:
                   f"(the course trains with SGD at 0.01 to 0.1, Adam at about 1e-3)"]
         if c.weight_decay > 0:
             causes.append(f"weight_decay={c.weight_decay:g} (usually 0 to 1e-3)")
-        if c.loss in ("distillation", "soft_target", "feature_kd"):
-            causes.append(f"temperature={c.temperature:g} (usually 1 to 20)")
-        if c.loss == "feature_kd":
-            causes.append(f"feature_weight={c.feature_weight:g}")
+        causes += self.causes
         return TrainingDivergedError(
             f"training diverged at epoch {epoch}, step {step} of {self.steps_per_epoch}: {what}. "
             f"Likely cause: {'; or '.join(causes)}. Training stopped; nothing was cached.")
@@ -268,8 +255,6 @@ def _check_fit_inputs(model: nn.Module, data: Data, config: TrainConfig, teacher
         raise ValueError("data.train is empty: nothing to train on")
     if not bool(torch.isfinite(data.train.x).all()):
         raise ValueError(f"data.train.x ({data.name}) contains NaN or inf")
-    if config.loss == "feature_kd":
-        feature_losses.get(config.feature_loss).check_batches(config.batch_size, len(data.train))
 
 
 def fit(
@@ -282,6 +267,7 @@ def fit(
     progress: bool | None = None,
     device: torch.device | str | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    objective: Objective | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``data.train``; evaluate on val and test after each epoch.
 
@@ -293,6 +279,9 @@ def fit(
             ``loss="feature_kd"`` needs the teacher model (its ``hint_layer`` output, every batch);
             its history rows also hold ``feature_loss``, the unweighted feature term.
         on_epoch: called with each epoch's history row (for live plots).
+        objective: the objective for ``config.loss`` ready-built (:func:`labkd.objectives.prepare`,
+            e.g. with state from the cache); None: built here, seeded with ``config.seed``. Its
+            parameters are optimised with the model's.
     Returns a :class:`FitResult`; the same seed gives the same numbers on the CPU, whatever the
     caller's thread count (training runs with :data:`labkd.threads.TRAIN_THREADS` threads).
     ``teacher`` may also be a :class:`labkd.experiments.Trained` (its ``model`` is used). A
@@ -303,57 +292,118 @@ def fit(
         teacher = teacher.model  # a Trained, as train_model accepts
     start = time.perf_counter()
     with fixed_threads():
-        result = _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch)
+        result = _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch, objective)
     clock.add_training(time.perf_counter() - start)
     return result
 
 
-def _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch) -> FitResult:
+def _fit(model, data, config, teacher, teacher_logits, regressor, progress, device, on_epoch, objective) -> FitResult:
     _check_fit_inputs(model, data, config, teacher, teacher_logits)
-    needs_teacher = OBJECTIVES[config.loss]["teacher"]
-    if needs_teacher and teacher is None and teacher_logits is None:
-        raise ValueError(f"loss={config.loss!r} needs a teacher (or teacher_logits)")
-    if config.loss in ("hint", "feature_kd") and teacher is None:
-        raise ValueError(f"loss={config.loss!r} needs the teacher model itself (its hint-layer features)")
+    if objective is None:
+        objective = objectives.prepare(config, model, teacher, data, teacher_logits, regressor=regressor)
+    else:
+        objectives.check_ready(objective, config, teacher, teacher_logits)
     if teacher_logits is not None and teacher_logits.shape != (len(data.train), data.num_classes):
         raise ValueError(f"teacher_logits must have shape ({len(data.train)}, {data.num_classes}) "
                          f"(one row per training image), got {tuple(teacher_logits.shape)}")
     device = torch.device(device) if device is not None else default_device()
     data = data.to(device) if data.device != device else data
     model.to(device)
+    objective.to(device)
     if teacher is not None:  # frozen: eval mode, and only ever called under no_grad
         teacher.to(device).eval()
-
-    params = list(model.parameters())
-    if config.loss == "hint":
-        check_feature_name(model, config.guided_layer, "guided_layer")
-        check_feature_name(teacher, config.hint_layer, "hint_layer")
-        if regressor is None:
-            regressor = losses.make_hint_regressor(
-                model.feature_shape(config.guided_layer), teacher.feature_shape(config.hint_layer))
-        regressor.to(device)
-        params += list(regressor.parameters())
-    feature_loss = None
-    if config.loss == "feature_kd":
-        check_feature_name(model, config.guided_layer, "guided_layer")
-        check_feature_name(teacher, config.hint_layer, "hint_layer")
-        feature_loss = feature_losses.get(config.feature_loss)
-        feature_loss.check_shapes(model.feature_shape(config.guided_layer), teacher.feature_shape(config.hint_layer))
-
-    # A fixed teacher on un-augmented inputs gives the same logits every epoch: compute them once.
-    per_batch = ("hint", "feature_kd")  # these read the teacher's features on every batch
-    if teacher_logits is None and teacher is not None and config.jitter == 0 and config.loss not in per_batch:
+    # A fixed teacher on un-augmented inputs gives the same logits every epoch: compute them once
+    # (objectives reading features need the teacher on every batch).
+    if teacher_logits is None and teacher is not None and objective.needs_teacher and config.jitter == 0 \
+            and not objective.needs_features:
         teacher_logits = predict_logits(teacher, data.train.x)
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(device)
-    objective = _objective(config)
 
-    result = FitResult(model=model, regressor=regressor)
+    result = FitResult(model=model, objective=objective)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    guard = _DivergenceGuard(config, steps_per_epoch)
-    objective = guard.wrap(objective)
-    if feature_loss is not None:
-        feature_loss = guard.wrap(feature_loss)
+    guard = _DivergenceGuard(config, steps_per_epoch, objective.likely_causes())
+    zero = torch.zeros((), device=device)
+    tally: dict[str, Tensor] = {"loss": zero, "correct": zero}
+
+    def batch_loss(x: Tensor, y: Tensor, idx: Tensor, epoch: int) -> Tensor:
+        step = _step(objective, model, teacher, teacher_logits, x, y, idx, epoch)
+        loss = guard.call(objective, step)
+        for name, value in step.log.items():  # extra terms the objective reports (per-batch means)
+            tally[name] = tally.get(name, zero) + value * len(y)
+        if step.student_logits is not None:
+            tally["correct"] = tally["correct"] + (step.student_logits.detach().argmax(1) == y).sum()
+        tally["loss"] = tally["loss"] + loss.detach() * len(y)
+        return loss
+
+    def end_epoch(epoch: int, evaluate: bool, seconds: float) -> dict:
+        row = {
+            "epoch": epoch,
+            "loss": float(tally["loss"]) / len(data.train),
+            "train_acc": float(tally["correct"]) / len(data.train) if objective.needs_logits else float("nan"),
+            **(evaluate_splits(model, data) if evaluate else {"val_acc": float("nan"), "test_acc": float("nan")}),
+            "seconds": seconds,
+            **{name: float(v) / len(data.train) for name, v in tally.items() if name not in ("loss", "correct")},
+        }
+        tally.clear()
+        tally.update(loss=zero, correct=zero)
+        result.history.append(row)
+        if config.checkpoints:
+            result.checkpoints.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        if on_epoch is not None:
+            on_epoch(row)
+        return {"loss": f"{row['loss']:.3f}", "val_acc": f"{row['val_acc']:.4f}"}
+
+    result.seconds = train_loop(config, data, [model, objective], list(model.parameters()) + list(objective.parameters()),
+                                batch_loss, end_epoch, guard=guard, constrained=[model], progress=progress)
+    return result
+
+
+def _step(objective: Objective, model: nn.Module, teacher: nn.Module | None, teacher_logits: Tensor | None,
+          x: Tensor, y: Tensor, idx: Tensor, epoch: int) -> Step:
+    """One batch's :class:`~labkd.objectives.Step`: what the objective says it needs, no more."""
+    if objective.needs_features:  # one pass of each model gives (logits and) features
+        with torch.no_grad():
+            t_out, t_feats = teacher.forward_features(x, upto=None if objective.needs_logits else objective.teacher_layer)
+        logits, s_feats = model.forward_features(x, upto=None if objective.needs_logits else objective.student_layer)
+        return Step(logits, y, idx, epoch, teacher_logits[idx] if teacher_logits is not None else t_out,
+                    s_feats[objective.student_layer], t_feats[objective.teacher_layer])
+    logits = model(x)
+    t_logits = None
+    if teacher_logits is not None:
+        t_logits = teacher_logits[idx]
+    elif teacher is not None and objective.needs_teacher:
+        with torch.no_grad():
+            t_logits = teacher(x)
+    return Step(logits, y, idx, epoch, t_logits)
+
+
+def train_loop(
+    config: TrainConfig,
+    data: Data,
+    modules: list[nn.Module],
+    params: list[nn.Parameter],
+    batch_loss: Callable[[Tensor, Tensor, Tensor, int], Tensor],
+    end_epoch: Callable[[int, bool, float], dict],
+    *,
+    guard: _DivergenceGuard | None = None,
+    constrained: list[nn.Module] = (),
+    progress: bool | None = None,
+    desc: str = "epochs",
+) -> float:
+    """The epoch skeleton every training run shares (:func:`fit`, :func:`labkd.online.fit_mutual`).
+
+    Seeded by ``config.seed`` (the global random state is left alone): the batch order, then one
+    optimiser over ``params`` and its per-step schedule (``config``). Each epoch puts ``modules``
+    in training mode and, for every batch ``(x, y, index)`` of ``data.train``, minimises
+    ``batch_loss(x, y, index, epoch)`` (a non-finite loss stops training through ``guard``), then
+    applies ``config.max_norm`` to the ``constrained`` models; after the epoch it calls
+    ``end_epoch(epoch, evaluate, seconds)`` — ``evaluate``: every ``config.eval_every`` epochs and
+    after the last — which records the history and returns the progress bar's postfix.
+    Returns the training time in seconds; ``modules`` are left in eval mode.
+    """
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    guard = guard if guard is not None else _DivergenceGuard(config, steps_per_epoch)
     show = show_progress() if progress is None else progress
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -361,73 +411,28 @@ def _fit(model, data, config, teacher, teacher_logits, regressor, progress, devi
         generator = torch.Generator().manual_seed(config.seed)
         optimizer = make_optimizer(params, config)
         scheduler = make_scheduler(optimizer, config, steps_per_epoch)
-        bar = progress_bar(config.epochs, "epochs", "epoch", show)
+        bar = progress_bar(config.epochs, desc, "epoch", show)
         for epoch in range(1, config.epochs + 1):
-            if config.kd_epochs is not None and epoch == config.kd_epochs + 1:  # ESKD: labels from here on
-                objective = _objective(config.replace(loss="cross_entropy", kd_epochs=None))
-            model.train()
-            if regressor is not None:
-                regressor.train()
-            total_loss = torch.zeros((), device=device)
-            total_feature = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device)
+            for module in modules:
+                module.train()
             for x, y, idx in batches(data.train, config.batch_size, generator=generator,
                                      jitter=config.jitter, background=data.background):
-                t_logits = None
-                t_features = None
-                if config.loss == "hint":
-                    with torch.no_grad():
-                        _, feats = teacher.forward_features(x, upto=config.hint_layer)
-                        t_features = feats[config.hint_layer]
-                    _, s_feats = model.forward_features(x, upto=config.guided_layer)
-                    loss = objective(regressor(s_feats[config.guided_layer]), t_features, y)
-                elif feature_loss is not None:  # feature_kd: one pass of each model gives logits and features
-                    with torch.no_grad():
-                        t_out, t_feats = teacher.forward_features(x)
-                    t_logits = teacher_logits[idx] if teacher_logits is not None else t_out
-                    logits, s_feats = model.forward_features(x)
-                    extra = feature_loss(s_feats[config.guided_layer], t_feats[config.hint_layer])
-                    loss = objective(logits, t_logits, y) + config.feature_weight * extra
-                    total_feature += extra.detach() * len(y)
-                    correct += (logits.detach().argmax(1) == y).sum()
-                else:
-                    logits = model(x)
-                    if teacher_logits is not None:
-                        t_logits = teacher_logits[idx]
-                    elif teacher is not None:
-                        with torch.no_grad():
-                            t_logits = teacher(x)
-                    loss = objective(logits, t_logits, y)
-                    correct += (logits.detach().argmax(1) == y).sum()
+                loss = batch_loss(x, y, idx, epoch)
                 guard.check(loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 if config.max_norm is not None:
-                    apply_max_norm(model, config.max_norm)
+                    for module in constrained:
+                        apply_max_norm(module, config.max_norm)
                 scheduler.step()
-                total_loss += loss.detach() * len(y)
-            row = {
-                "epoch": epoch,
-                "loss": float(total_loss) / len(data.train),
-                "train_acc": float(correct) / len(data.train) if config.loss != "hint" else float("nan"),
-                **(evaluate_splits(model, data) if epoch % config.eval_every == 0 or epoch == config.epochs
-                   else {"val_acc": float("nan"), "test_acc": float("nan")}),
-                "seconds": time.perf_counter() - start,
-            }
-            if feature_loss is not None:  # the feature/relation term alone, before the weight β
-                row["feature_loss"] = float(total_feature) / len(data.train)
-            result.history.append(row)
-            if config.checkpoints:
-                result.checkpoints.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-            if on_epoch is not None:
-                on_epoch(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{row['val_acc']:.4f}")
+            evaluate = epoch % config.eval_every == 0 or epoch == config.epochs
+            bar.set_postfix(**end_epoch(epoch, evaluate, time.perf_counter() - start))
             bar.update(1)
         bar.close()
-    result.seconds = time.perf_counter() - start
-    model.eval()
-    return result
+    for module in modules:
+        module.eval()
+    return time.perf_counter() - start
 
 
 def evaluate_splits(model: nn.Module, data: Data) -> dict[str, float]:
@@ -437,21 +442,6 @@ def evaluate_splits(model: nn.Module, data: Data) -> dict[str, float]:
         logits = predict_logits(model, split.x)
         row[f"{name}_acc"] = float((logits.argmax(1) == split.y).float().mean())
     return row
-
-
-def _objective(config: TrainConfig) -> Callable[[Tensor, Tensor | None, Tensor], Tensor]:
-    t, a = config.temperature, config.alpha
-    if config.loss == "cross_entropy":
-        return lambda s, _t, y: F.cross_entropy(s, y)
-    if config.loss in ("distillation", "feature_kd"):  # feature_kd adds its feature term in fit
-        if not config.scale_by_t2:
-            return lambda s, tl, y: a * losses.soft_target_loss(s, tl, t, scale_by_t2=False) + (1 - a) * F.cross_entropy(s, y)
-        return lambda s, tl, y: losses.distillation_loss(s, tl, y, t, a)
-    if config.loss == "soft_target":
-        return lambda s, tl, _y: losses.soft_target_loss(s, tl, t, scale_by_t2=config.scale_by_t2)
-    if config.loss == "logit_matching":
-        return lambda s, tl, _y: losses.logit_matching_loss(s, tl)
-    return lambda s, tl, y: losses.hint_loss(s, tl)  # "hint": called with (regressed, hint, None)
 
 
 def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -488,7 +478,3 @@ def apply_max_norm(model: nn.Module, max_norm: float) -> None:
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             module.weight.copy_(torch.renorm(module.weight, 2, 0, max_norm))
 
-
-def clone_model(model: nn.Module) -> nn.Module:
-    """A deep copy (weights, spec and all) for branching experiments."""
-    return copy.deepcopy(model)
