@@ -55,6 +55,7 @@ from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.models import num_parameters, serialized_size
 from labkd.progress import RunProgress
+from labkd.recipes import Recipes
 from labkd.train import TrainConfig
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ FAMILIES = ("MLP", "CNN", "ResNet")
 #: Students distilled from the teacher: the MLP baselines' sizes (same seed, same initial weights).
 STUDENTS = ("MLP 32×2", "MLP 128×2", "MLP 512×2")
 
-#: Epochs per family in full mode (fast mode: 1). Conv nets see fewer epochs: each costs more.
+#: Epochs per family in full mode (fast mode: 2, see :data:`RECIPES`). Conv nets see fewer epochs: each costs more.
 EPOCHS = {"mlp": 10, "cnn": 3, "resnet": 2}
 #: Learning rates: 0.02 for MLPs (lessons 01-05: 0.05 can make distilled MLP students diverge;
 #: the MLP baselines use the same rate so that a student and its baseline differ only in the
@@ -85,6 +86,13 @@ EPOCHS = {"mlp": 10, "cnn": 3, "resnet": 2}
 LEARNING_RATES = {"mlp": 0.02, "cnn": 0.05, "resnet": 0.05}
 TEMPERATURE = 4.0
 ALPHA = 0.9
+#: The recipes, as data: the labels-only recipe of each family (SGD + Nesterov, cosine schedule, no
+#: augmentation; :data:`EPOCHS` epochs of batches of 128 at :data:`LEARNING_RATES`) and the MLP
+#: students' (the MLP recipe with Hinton's loss, T = 4, alpha = 0.9). Fast mode: 2 epochs of
+#: batches of 32, so that a 1,000-image transfer set still gives 60 steps. ``RECIPES("cnn", fast, seed=s)``.
+_LABELS = {arch: TrainConfig(epochs=EPOCHS[arch], batch_size=128, lr=LEARNING_RATES[arch]) for arch in EPOCHS}
+RECIPES = Recipes(_LABELS | {"student": _LABELS["mlp"].replace(loss="distillation", temperature=TEMPERATURE, alpha=ALPHA)},
+                  fast={name: {"epochs": 2, "batch_size": 32} for name in (*EPOCHS, "student")})
 
 #: Compression methods, their "strength" and what it means (the lesson's drop-down).
 METHODS: dict[str, str] = {
@@ -125,17 +133,6 @@ def check_bits(bits: object) -> int:
     return int(bits)
 
 
-def baseline_config(arch: str, fast: bool, seed: int = 0) -> TrainConfig:
-    """The labels-only recipe of a baseline: SGD + Nesterov, cosine schedule, no augmentation;
-    :data:`EPOCHS` epochs of batches of 128 at :data:`LEARNING_RATES` (fast mode: 2 epochs of
-    batches of 32, so that a 1,000-image transfer set still gives 60 steps)."""
-    if arch not in EPOCHS:
-        raise ValueError(f"arch={arch!r} is unknown; expected one of {list(EPOCHS)}")
-    if fast:
-        return TrainConfig(epochs=2, batch_size=32, lr=LEARNING_RATES[arch], seed=seed)
-    return TrainConfig(epochs=EPOCHS[arch], batch_size=128, lr=LEARNING_RATES[arch], seed=seed)
-
-
 #: Training images every model of the lesson learns from (full mode, fast mode).
 TRANSFER_SIZE = {False: 12000, True: 1000}
 
@@ -145,11 +142,6 @@ def transfer_set(data: Data, fast: bool, seed: int = 0) -> Data:
     ``data.train`` when it is smaller). Validation and test splits are unchanged."""
     n = TRANSFER_SIZE[bool(fast)]
     return data if n >= len(data.train) else data.subset(n_train=n, seed=seed)
-
-
-def student_config(fast: bool, seed: int = 0) -> TrainConfig:
-    """The MLP baselines' recipe with Hinton's distillation loss (T = 4, alpha = 0.9)."""
-    return baseline_config("mlp", fast, seed).replace(loss="distillation", temperature=TEMPERATURE, alpha=ALPHA)
 
 
 def _check_names(names: Iterable[str] | None, allowed: Sequence[str], argument: str) -> list[str]:
@@ -168,7 +160,7 @@ def train_baselines(data: Data, fast: bool, seed: int = 0, names: Iterable[str] 
     out = {}
     for name in chosen:
         _, arch, options = MODELS[name]
-        out[name] = train_model(arch, data, baseline_config(arch, fast, seed), progress=False,
+        out[name] = train_model(arch, data, RECIPES(arch, fast, seed=seed), progress=False,
                                 label=f"lesson 12 baseline {name} seed={seed} on {data.name}", **options)
         tracker.step(name)
     tracker.close()
@@ -177,7 +169,7 @@ def train_baselines(data: Data, fast: bool, seed: int = 0, names: Iterable[str] 
 
 def distil_students(data: Data, teacher: Trained | nn.Module, fast: bool, seed: int = 0,
                     names: Iterable[str] | None = None, progress: bool | None = None) -> dict[str, Trained]:
-    """Distil each MLP size of :data:`STUDENTS` from ``teacher`` (:func:`student_config`), cached.
+    """Distil each MLP size of :data:`STUDENTS` from ``teacher`` (:data:`RECIPES` ``"student"``), cached.
 
     A student starts from the same weights as the baseline of its size and seed."""
     chosen = _check_names(names, list(STUDENTS), "names")
@@ -185,7 +177,7 @@ def distil_students(data: Data, teacher: Trained | nn.Module, fast: bool, seed: 
     out = {}
     for name in chosen:
         _, arch, options = MODELS[name]
-        out[name] = train_model(arch, data, student_config(fast, seed), teacher=teacher, progress=False,
+        out[name] = train_model(arch, data, RECIPES("student", fast, seed=seed), teacher=teacher, progress=False,
                                 label=f"lesson 12 distilled {name} seed={seed} on {data.name}", **options)
         tracker.step(name)
     tracker.close()

@@ -41,6 +41,7 @@ from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.losses import ENSEMBLE_METHODS, check_alpha, check_temperature, ensemble_logits, ensemble_probs
 from labkd.progress import RunProgress
+from labkd.recipes import Recipes
 from labkd.train import TrainConfig
 
 # --------------------------------------------------------------------------------------------
@@ -58,14 +59,6 @@ HIDDEN = (256, 256)
 #: Members per ensemble (at most :data:`MAX_MEMBERS`, so a group's seeds never reach the next group's).
 MEMBERS = 5
 MAX_MEMBERS = 9
-#: The recipe, as data: one for members and students alike, so a labels-only student is one more
-#: member and the distilled student differs from it in the loss alone. Members train at lr 0.1 with
-#: batches of 32: the noisy steps send each seed to its own solution (with every model at lr 0.02
-#: the ensemble's validation gain on the development groups fell from about one point to 0.17).
-RECIPES = {
-    "member": TrainConfig(epochs=20, batch_size=32, lr=0.1, eval_every=20),
-    "student": TrainConfig(epochs=20, batch_size=32, lr=0.1, eval_every=20),
-}
 #: The distillation loss of the students. At lr 0.1 the soft-target term scaled by T² (the paper's
 #: advice, §2) diverged within the first two epochs at T = 2; without the T² factor it trains
 #: stably: the soft term's gradient is then 1/T² as large, a smaller effective weight that the
@@ -80,6 +73,14 @@ FAST_EPOCHS = 2
 #: Temperatures tried on the development groups; the one with the best validation gain is kept.
 TEMPERATURES = (1.0, 2.0, 4.0)
 TEMPERATURE = 2.0
+#: The recipes, as data: one for members and students alike, so a labels-only student is one more
+#: member and the distilled student differs from it in the loss alone (``temperature`` and
+#: ``alpha`` are set per run). Members train at lr 0.1 with batches of 32: the noisy steps send
+#: each seed to its own solution (with every model at lr 0.02 the ensemble's validation gain on
+#: the development groups fell from about one point to 0.17). ``RECIPES(name, fast, seed=s)``.
+_MEMBER = TrainConfig(epochs=20, batch_size=32, lr=0.1, eval_every=20)
+RECIPES = Recipes({"member": _MEMBER, "student": _MEMBER, "distilled": _MEMBER.replace(**KD, temperature=TEMPERATURE)},
+                  fast={name: {"epochs": FAST_EPOCHS, "eval_every": FAST_EPOCHS} for name in ("member", "student", "distilled")})
 ALPHA = KD["alpha"]
 #: The averaging whose ensemble and student make the claim; the other is reported beside it.
 METHOD = "arithmetic"
@@ -92,39 +93,6 @@ MEMBER, ENSEMBLE, LABELS, DISTILLED = "member", "ensemble", "labels only", "dist
 SINGLE = "single model"
 COLOURS = {"member": "#7f7f7f", "arithmetic": "#1f77b4", "geometric": "#ff7f0e", "ensemble": "#2ca02c",
            "labels only": "#d62728"}
-
-
-def recipe(name: str, fast: bool, **overrides) -> TrainConfig:
-    """One of :data:`RECIPES` (``"member"`` or ``"student"``), with :data:`FAST_EPOCHS` in fast mode."""
-    if name not in RECIPES:
-        raise ValueError(f"name={name!r} is not a recipe; expected one of {tuple(RECIPES)}")
-    config = RECIPES[name]
-    if fast:
-        config = config.replace(epochs=FAST_EPOCHS, eval_every=FAST_EPOCHS)
-    return config.replace(**overrides) if overrides else config
-
-
-def member_config(fast: bool, seed: int = 0) -> TrainConfig:
-    """Recipe of each ensemble member (see :data:`RECIPES`)."""
-    return recipe("member", fast, seed=seed)
-
-
-def student_config(fast: bool, seed: int = 0) -> TrainConfig:
-    """Recipe of the labels-only student (the members' recipe; the distilled student's with the
-    plain cross-entropy)."""
-    return recipe("student", fast, seed=seed)
-
-
-def kd_config(fast: bool, temperature: float = TEMPERATURE, alpha: float = ALPHA, seed: int = 0) -> TrainConfig:
-    """The distilled student's recipe: :func:`student_config` with Hinton's loss (:data:`KD`) at
-    ``temperature`` and ``alpha`` (weight of the soft targets)."""
-    check_temperature(temperature)
-    check_alpha(alpha)
-    return recipe("student", fast, seed=seed, **{**KD, "temperature": float(temperature), "alpha": float(alpha)})
-
-
-# Kept for old callers: the members' recipe was called the teacher's.
-teacher_config = member_config
 
 
 def ensemble_data(data: Data, n_train: int = N_TRAIN) -> Data:
@@ -343,7 +311,7 @@ class Group:
 def run_group(data: Data, group: int, members: int = MEMBERS, temperatures: Sequence[float] = (TEMPERATURE,),
               methods: Sequence[str] = ENSEMBLE_METHODS, fast: bool = False, hidden: Sequence[int] = HIDDEN,
               alpha: float = ALPHA, progress: bool | None = None) -> Group:
-    """Train (cached) seed group ``group``: ``members`` members with :func:`member_config`, the
+    """Train (cached) seed group ``group``: ``members`` members with :data:`RECIPES` ``"member"``, the
     labels-only student and one distilled student per method and temperature, all three kinds of
     student on the group's student seed (same initial weights, same batches).
 
@@ -355,7 +323,7 @@ def run_group(data: Data, group: int, members: int = MEMBERS, temperatures: Sequ
     methods = _check_methods(methods)
     check_alpha(alpha)
     hidden = check_hidden(hidden)
-    ens = train_ensemble(data, member_seeds, member_config(fast), hidden=hidden, progress=progress)
+    ens = train_ensemble(data, member_seeds, RECIPES("member", fast), hidden=hidden, progress=progress)
     rows = [{"group": group, "arm": MEMBER, "method": "", "temperature": float("nan"), "seed": r["seed"],
              "val_acc": r["val_acc"], "test_acc": r["test_acc"], "test_errors": r["test_errors"]} for r in ens.rows]
     for m in methods:
@@ -363,12 +331,13 @@ def run_group(data: Data, group: int, members: int = MEMBERS, temperatures: Sequ
         rows.append({"group": group, "arm": ENSEMBLE, "method": m, "temperature": float("nan"), "seed": -1,
                      "val_acc": metrics.accuracy(val_p, data.val.y), "test_acc": metrics.accuracy(test_p, data.test.y),
                      "test_errors": metrics.error_count(test_p, data.test.y)})
-    labels = train_model("mlp", data, student_config(fast, student_seed), hidden=hidden, progress=False,
+    labels = train_model("mlp", data, RECIPES("student", fast, seed=student_seed), hidden=hidden, progress=False,
                          label=f"labels-only student {hidden} seed={student_seed} on {data.name}")
     rows.append(_student_row(data, labels, group, LABELS, "", float("nan")))
     for t in temperatures:
         for m in methods:
-            trained = train_model("mlp", data, kd_config(fast, t, alpha, student_seed), teacher_logits=ens.targets(m, t),
+            config = RECIPES("distilled", fast, seed=student_seed, temperature=float(t), alpha=float(alpha))
+            trained = train_model("mlp", data, config, teacher_logits=ens.targets(m, t),
                                   hidden=hidden, progress=False,
                                   label=f"student of group {group}'s {m} ensemble T={t:g} seed={student_seed}")
             rows.append(_student_row(data, trained, group, DISTILLED, m, t, ens))

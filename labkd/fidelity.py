@@ -14,9 +14,9 @@ This module distils MLP students from MLP teachers while measuring both after ev
 students × augmentation × seeds (:func:`fidelity_study`), summarises it (:func:`summary_rows`) and
 finds pairs of conditions where fidelity and generalization disagree (:func:`decoupled_pairs`).
 
->>> teachers = train_teachers(data, seeds=[0, 1, 2], config=teacher_config(fast))
+>>> teachers = train_teachers(data, seeds=[0, 1, 2], config=RECIPES("teacher", fast))
 >>> study = fidelity_study(data, teachers, {"300-300": (300, 300), "30-30": (30, 30)}, [0, 2],
-...                        fidelity_config(fast))
+...                        RECIPES("student", fast, temperature=4.0))
 >>> summary_rows(study.final())
 
 Teachers use seeds ``seed + TEACHER_SEED_OFFSET`` so that a same-size student never starts from
@@ -36,9 +36,9 @@ from torch import Tensor, nn
 from labkd import metrics, stats
 from labkd.data import Data
 from labkd.experiments import Tracker, Trained, model_identity, train_model
-from labkd.losses import check_temperature
 from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress
+from labkd.recipes import Recipes
 from labkd.checks import check_config, check_hidden, check_positive_int, check_seeds, mlp_name
 from labkd.stats import compare, summarize
 from labkd.train import TrainConfig
@@ -60,20 +60,14 @@ METRIC_NAMES = {"train_agreement": "train agreement", "test_agreement": "test ag
 # Recipes
 
 
-def teacher_config(fast: bool, seed: int = 0) -> TrainConfig:
-    """The teachers' recipe: labels, SGD + Nesterov at 0.05, cosine schedule, ±2-pixel jitter,
-    20 epochs (2 in fast mode). ``seed`` is the *lesson* seed; the teacher is built with
-    ``seed + TEACHER_SEED_OFFSET``."""
-    return TrainConfig(epochs=2 if fast else 20, batch_size=128, lr=0.05, jitter=2, seed=seed + TEACHER_SEED_OFFSET)
-
-
-def fidelity_config(fast: bool, temperature: float = 4.0, lr: float = 0.02, epochs: int | None = None) -> TrainConfig:
-    """The students' recipe: the teacher's soft targets alone (``loss="soft_target"``, no label
-    term, so everything the student learns comes from the teacher), T = ``temperature``,
-    lr 0.02, 20 epochs (2 in fast mode). Seed and jitter are set per run."""
-    check_temperature(temperature)
-    n = epochs if epochs is not None else (2 if fast else 20)
-    return TrainConfig(epochs=n, batch_size=128, lr=float(lr), loss="soft_target", temperature=float(temperature))
+#: The recipes, as data (fast mode: 2 epochs each). ``"teacher"``: labels, SGD + Nesterov at 0.05,
+#: cosine schedule, ±2-pixel jitter; :func:`train_teachers` sets each teacher's seed to the lesson
+#: seed + :data:`TEACHER_SEED_OFFSET`. ``"student"``: the teacher's soft targets alone
+#: (``loss="soft_target"``, no label term, so everything the student learns comes from the
+#: teacher) at T = 4 and lr 0.02; :func:`fidelity_study` sets its seed and jitter per run.
+RECIPES = Recipes({"teacher": TrainConfig(epochs=20, batch_size=128, lr=0.05, jitter=2, seed=TEACHER_SEED_OFFSET),
+                   "student": TrainConfig(epochs=20, batch_size=128, lr=0.02, loss="soft_target", temperature=4.0)},
+                  fast={"teacher": {"epochs": 2}, "student": {"epochs": 2}})
 
 
 def transfer_set(data: Data, n_transfer: int | None, seed: int = 0) -> Data:
@@ -152,7 +146,7 @@ def distil_with_fidelity(
     every epoch: top-1 agreement and KL(teacher ‖ student) at T = 1 on ``n_fidelity`` training
     images (un-augmented) and on the whole test split, beside its test accuracy.
 
-    ``config`` is a distillation recipe (:func:`fidelity_config`, any ``jitter``); with
+    ``config`` is a distillation recipe (:data:`RECIPES` ``"student"``, any ``jitter``); with
     ``labels_only`` the same recipe is trained on the labels instead (``loss="cross_entropy"``):
     the teacher is then only measured against, never learnt from. Cached on disk by a hash of
     everything (student, data, config, teacher, sample size).
@@ -258,7 +252,7 @@ def fidelity_study(
     (jitter 0) as the reference of an independently trained network. Students of one seed start
     from the same weights whatever the condition (student seed = lesson seed)."""
     if not teachers:
-        raise ValueError("teachers is empty; train them with train_teachers(data, seeds, teacher_config(fast))")
+        raise ValueError("teachers is empty; train them with train_teachers(data, seeds, RECIPES('teacher', fast))")
     if not students:
         raise ValueError("students is empty; give {name: hidden}, e.g. {'30-30': (30, 30)}")
     hiddens = {name: check_hidden(h, f"students[{name!r}]") for name, h in students.items()}

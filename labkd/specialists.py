@@ -29,7 +29,7 @@ started each specialist from the generalist's weights, with the generalist's siz
 >>> small = specialist_base(data)                       # 10,000 Fashion-MNIST training images
 >>> gen = train_generalist(small, seed, fast)
 >>> group = class_ids(CONFUSABLE, small)                 # shirt, T-shirt/top, pullover, coat
->>> run = run_specialists(small, gen, [group], specialist_config(fast))
+>>> run = run_specialists(small, gen, [group], RECIPES("specialist", fast))
 >>> run.rows            # generalist vs combined, overall and on the specialists' classes
 >>> specialist_claim(runs)                               # paired over the generalists' seeds
 """
@@ -52,6 +52,7 @@ from labkd.data import Data, Split
 from labkd.experiments import Trained, train_model
 from labkd.models import BlockModel, rebuild
 from labkd.progress import RunProgress
+from labkd.recipes import Recipes
 from labkd.train import TrainConfig
 
 DUSTBIN = "dustbin"
@@ -83,32 +84,14 @@ SPECIALIST = {"arch": "cnn", "channels": (8, 16), "head": "flatten"}
 REST_RATIO = 0.25
 #: The old generalist (lesson 08's first version), kept for :func:`train_generalists`' default.
 HIDDEN = (512, 512)
-#: Recipes, as data: SGD + Nesterov, cosine schedule, no jitter; evaluated after the last epoch only.
-RECIPES = {
-    "generalist": TrainConfig(epochs=10, batch_size=128, lr=0.05, eval_every=10),
-    "specialist": TrainConfig(epochs=4, batch_size=64, lr=0.01, eval_every=4),
-}
-FAST_EPOCHS = {"generalist": 2, "specialist": 1}
+#: Recipes, as data: SGD + Nesterov, cosine schedule, no jitter; evaluated after the last epoch
+#: only; fast mode trains 2 and 1 epochs. ``RECIPES("specialist", fast, seed=s)``.
+RECIPES = Recipes({"generalist": TrainConfig(epochs=10, batch_size=128, lr=0.05, eval_every=10),
+                   "specialist": TrainConfig(epochs=4, batch_size=64, lr=0.01, eval_every=4)},
+                  fast={"generalist": {"epochs": 2, "eval_every": 2}, "specialist": {"epochs": 1, "eval_every": 1}})
 #: Seeds used to choose the regime; the claim runs on fresh seeds from FRESH_FIRST.
 DEV_SEEDS = (0, 1)
 FRESH_FIRST = 100
-
-
-def _recipe(name: str, fast: bool, seed: int) -> TrainConfig:
-    config = RECIPES[name]
-    if fast:
-        config = config.replace(epochs=FAST_EPOCHS[name], eval_every=FAST_EPOCHS[name])
-    return config.replace(seed=seed)
-
-
-def generalist_config(fast: bool, seed: int = 0) -> TrainConfig:
-    """The generalist's recipe (:data:`RECIPES`; fewer epochs in fast mode)."""
-    return _recipe("generalist", fast, seed)
-
-
-def specialist_config(fast: bool, seed: int = 0) -> TrainConfig:
-    """The specialists' recipe (:data:`RECIPES`; fewer epochs in fast mode)."""
-    return _recipe("specialist", fast, seed)
 
 
 def specialist_base(data: Data, n_train: int = N_TRAIN) -> Data:
@@ -742,9 +725,9 @@ def results_table_rows(runs: Sequence[SpecialistRun]) -> list[dict]:
 
 
 def train_generalist(data: Data, seed: int, fast: bool, model: dict | None = None) -> Trained:
-    """The lesson's generalist (:data:`GENERALIST` unless ``model``) with :func:`generalist_config`, cached."""
+    """The lesson's generalist (:data:`GENERALIST` unless ``model``) with :data:`RECIPES` ``"generalist"``, cached."""
     arch, options = _model_options(GENERALIST if model is None else model, "model")
-    return train_model(arch, data, generalist_config(fast, seed), progress=False,
+    return train_model(arch, data, RECIPES("generalist", fast, seed=seed), progress=False,
                        label=f"generalist {arch} {options} seed={seed} on {data.name}", **options)
 
 

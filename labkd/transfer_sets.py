@@ -19,7 +19,7 @@ Network* (2015), https://arxiv.org/abs/1503.02531 (§3 and §6):
    (:func:`overfitting_summary`, :func:`regularizer_verdicts`).
 
 >>> transfer = transfer_without(data, drop_classes=[3])
->>> student = distil_student(transfer, teacher, distil_config(fast))
+>>> student = distil_student(transfer, teacher, RECIPES("distil", fast))
 >>> study = ShiftStudy.from_model("no 3s", student.model, data, classes=[3], missing=[3])
 >>> study.shift, study.errors(0.0), study.errors(study.shift)
 
@@ -42,8 +42,9 @@ from labkd import metrics, stats
 from labkd.checks import check_classes, check_config, check_seeds
 from labkd.data import Data, split_fraction
 from labkd.experiments import Trained, train_model
-from labkd.losses import check_alpha, check_logits, check_targets, check_temperature
+from labkd.losses import check_logits, check_targets
 from labkd.progress import RunProgress
+from labkd.recipes import Recipes
 from labkd.train import TrainConfig
 
 #: The paper's numbers (MNIST, §3; speech, §6 Table 5: frame accuracy on train / test).
@@ -68,6 +69,18 @@ STUDENT = "hinton_student"
 MAX_SHIFT, SHIFT_STEP = 15.0, 0.1
 
 HARD, SOFT, FULL = "hard targets", "soft targets", "hard targets, all data"
+#: The recipes, as data. ``"distil"``: the students of sections 1-4, Hinton's loss at
+#: :data:`TEMPERATURE` and :data:`ALPHA`, 15 epochs (2 in fast mode), no jitter. The three arms of
+#: section 5 are the same but for the targets and the data size: :data:`HARD` cross-entropy with
+#: the labels of the small set, :data:`SOFT` the teacher's soft targets only (``loss="soft_target"``,
+#: scaled by T²) and :data:`FULL` cross-entropy on all the training data (a reference). Their
+#: learning rate stays constant to the end, so a run that overfits keeps doing so instead of being
+#: frozen by a decaying rate. ``RECIPES(SOFT, fast, epochs=40, temperature=8.0)``.
+_STUDENT = TrainConfig(epochs=15, batch_size=128, lr=STUDENT_LR, temperature=TEMPERATURE)
+_ARM = _STUDENT.replace(epochs=40, schedule="constant")
+RECIPES = Recipes({"distil": _STUDENT.replace(loss="distillation", alpha=ALPHA), HARD: _ARM, SOFT: _ARM.replace(loss="soft_target"),
+                   FULL: _ARM.replace(epochs=10)},
+                  fast={"distil": {"epochs": 2}, HARD: {"epochs": 3}, SOFT: {"epochs": 3}, FULL: {"epochs": 2}})
 COLOURS = {HARD: "#d62728", SOFT: "#1f77b4", FULL: "#7f7f7f", "before": "#9e9e9e", "after": "#1f77b4",
            "missing": "#ff7f0e"}
 
@@ -108,19 +121,6 @@ def _check_fraction(fraction: object) -> float:
 
 # --------------------------------------------------------------------------------------------
 # Recipes and transfer sets
-
-
-def distil_config(fast: bool, seed: int = 0, temperature: float = TEMPERATURE, alpha: float = ALPHA,
-                  lr: float = STUDENT_LR, epochs: int | None = None) -> TrainConfig:
-    """The students' distillation recipe: :func:`labkd.zoo.student_config` (15 epochs, 2 in
-    fast mode, no jitter) with Hinton's loss at ``temperature`` and a learning rate of ``lr``."""
-    from labkd.zoo import student_config
-
-    changes = dict(loss="distillation", temperature=check_temperature(temperature), alpha=check_alpha(alpha),
-                   lr=float(lr))
-    if epochs is not None:
-        changes["epochs"] = epochs
-    return student_config(fast, seed, **changes)
 
 
 def transfer_without(data: Data, drop_classes: Sequence[int] | None = None,
@@ -493,24 +493,6 @@ def small_transfer(data: Data, fraction: float, seed: int = 0) -> Data:
     return data.subset(n_train=split_fraction(len(data.train), fraction), seed=seed)
 
 
-def regularizer_configs(fast: bool, epochs: int, temperature: float = TEMPERATURE, lr: float = STUDENT_LR,
-                        full_epochs: int | None = None, schedule: str = "constant") -> dict[str, TrainConfig]:
-    """The three recipes of part 2, the same but for the targets and the data size:
-
-    - ``HARD``: cross-entropy with the labels of the small set;
-    - ``SOFT``: the teacher's soft targets only (``loss="soft_target"``, scaled by T²);
-    - ``FULL``: cross-entropy on all the training data for ``full_epochs`` epochs (a reference).
-
-    ``schedule="constant"`` keeps the learning rate up to the end, so a run that overfits keeps
-    doing so instead of being frozen by a decaying rate."""
-    from labkd.zoo import student_config
-
-    base = student_config(fast, 0, epochs=epochs, lr=float(lr), schedule=schedule,
-                          temperature=check_temperature(temperature))
-    return {HARD: base.replace(loss="cross_entropy"), SOFT: base.replace(loss="soft_target"),
-            FULL: base.replace(loss="cross_entropy", epochs=full_epochs or epochs)}
-
-
 def train_tracked(arch: str, data: Data, config: TrainConfig, teacher: Trained | nn.Module | None = None,
                   progress: bool | None = None, label: str = "") -> Trained:
     """:func:`labkd.train_model`, plus the mean cross-entropy with the labels on val and test
@@ -566,7 +548,7 @@ def small_data_runs(data: Data, teacher: Trained | nn.Module, fraction: float, s
     seeds = check_seeds(seeds)
     missing = [k for k in (HARD, SOFT) + ((FULL,) if reference else ()) if k not in configs]
     if missing:
-        raise ValueError(f"configs has no recipe for {missing}; build them with regularizer_configs(...)")
+        raise ValueError(f"configs has no recipe for {missing}; take them from RECIPES (one per arm)")
     for k, config in configs.items():
         check_config(config, f"configs[{k!r}]")
     runs = RunProgress(2 * len(seeds) + int(reference), "students", progress)

@@ -22,7 +22,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def ensemble(data):
-    recipe = en.member_config(fast=True).replace(batch_size=32, epochs=5, lr=0.05)
+    recipe = en.RECIPES("member", fast=True).replace(batch_size=32, epochs=5, lr=0.05)
     return en.train_ensemble(data, [0, 1, 2], recipe, hidden=HIDDEN, progress=False)
 
 
@@ -34,9 +34,9 @@ def groups(data):
 
 def test_an_ensemble_of_one_or_none_is_a_clear_error(data):
     with pytest.raises(ValueError, match="size 0"):
-        en.train_ensemble(data, [], en.member_config(fast=True))
+        en.train_ensemble(data, [], en.RECIPES("member", fast=True))
     with pytest.raises(ValueError, match="seeds.*ensemble of one"):
-        en.train_ensemble(data, [3], en.member_config(fast=True))
+        en.train_ensemble(data, [3], en.RECIPES("member", fast=True))
     for bad in (1, 0, True, 2.5, en.MAX_MEMBERS + 1):
         with pytest.raises(ValueError, match="members"):
             en.run_group(data, 0, members=bad, fast=True)
@@ -48,7 +48,7 @@ def test_an_ensemble_of_one_or_none_is_a_clear_error(data):
 
 def test_bad_arguments_fail_before_training(data, ensemble):
     with pytest.raises(ValueError, match="loss='cross_entropy'"):
-        en.train_ensemble(data, [0, 1], en.kd_config(fast=True))
+        en.train_ensemble(data, [0, 1], en.RECIPES("distilled", fast=True))
     with pytest.raises(TypeError, match="config must be a labkd.TrainConfig"):
         en.train_ensemble(data, [0, 1], {"lr": 0.1})
     with pytest.raises(ValueError, match="method='median'"):
@@ -56,9 +56,9 @@ def test_bad_arguments_fail_before_training(data, ensemble):
     with pytest.raises(ValueError, match="size must be"):
         ensemble.test_probs("arithmetic", size=0)
     with pytest.raises(ValueError, match="loss='distillation'"):
-        en.distil_ensemble(data, ensemble, en.member_config(fast=True), seeds=[0])
+        en.distil_ensemble(data, ensemble, en.RECIPES("member", fast=True), seeds=[0])
     with pytest.raises(ValueError, match="spec differs"):
-        en.distil_ensemble(data.subset(n_train=100), ensemble, en.kd_config(fast=True), seeds=[0])
+        en.distil_ensemble(data.subset(n_train=100), ensemble, en.RECIPES("distilled", fast=True), seeds=[0])
     with pytest.raises(ValueError, match="group must be"):
         en.group_seeds(-1)
     with pytest.raises(ValueError, match="temperatures is empty"):
@@ -68,22 +68,23 @@ def test_bad_arguments_fail_before_training(data, ensemble):
     with pytest.raises(ValueError, match="methods is empty"):
         en.run_group(data, 0, methods=[], fast=True)
     with pytest.raises(ValueError, match="name='teacher'"):
-        en.recipe("teacher", fast=True)
+        en.RECIPES("teacher", fast=True)
     with pytest.raises(ValueError, match="n_train"):
         en.ensemble_data(data, n_train=0)
 
 
 def test_recipes_differ_only_where_they_should():
-    member, student, kd = en.member_config(False), en.student_config(False), en.kd_config(False, 3.0, 0.5)
+    member, student = en.RECIPES("member", False), en.RECIPES("student", False)
+    kd = en.RECIPES("distilled", False, temperature=3.0, alpha=0.5)
     assert isinstance(kd, TrainConfig) and kd.loss == "distillation" and kd.temperature == 3.0 and kd.alpha == 0.5
     assert kd.scale_by_t2 == en.KD["scale_by_t2"]
     same = dict(loss="cross_entropy", temperature=student.temperature, alpha=student.alpha,
                 scale_by_t2=student.scale_by_t2)
     assert kd.replace(**same) == student  # the distilled student differs from the labels-only one in the loss only
     assert member == student and member.jitter == 0  # a labels-only student is one more member
-    assert en.member_config(True).epochs == en.FAST_EPOCHS < member.epochs
+    assert en.RECIPES("member", True).epochs == en.FAST_EPOCHS < member.epochs
     with pytest.raises(ValueError):
-        en.kd_config(fast=True, temperature=0)
+        en.RECIPES("distilled", fast=True, temperature=0)
 
 
 def test_group_seeds_do_not_overlap():
@@ -124,7 +125,7 @@ def test_ensemble_rows_and_size_curve(data, ensemble):
 
 
 def test_distil_ensemble_is_cached_and_paired(data, ensemble):
-    kd = en.kd_config(fast=True).replace(batch_size=32, epochs=3)
+    kd = en.RECIPES("distilled", fast=True).replace(batch_size=32, epochs=3)
     rows = en.distil_ensemble(data, ensemble, kd, seeds=[7], progress=False)
     assert [r["method"] for r in rows] == ["arithmetic", "geometric"] and all(r["seed"] == 7 for r in rows)
     assert rows[0]["init_norm"] == rows[1]["init_norm"]

@@ -17,13 +17,13 @@ def data():
 
 @pytest.fixture(scope="module")
 def teachers(data):
-    recipe = fd.teacher_config(fast=True).replace(epochs=3, batch_size=32, jitter=0)
+    recipe = fd.RECIPES("teacher", fast=True).replace(epochs=3, batch_size=32, jitter=0)
     return fd.train_teachers(data, [0, 1], recipe, hidden=(32, 32), progress=False)
 
 
 @pytest.fixture(scope="module")
 def config():
-    return fd.fidelity_config(fast=True).replace(batch_size=32)
+    return fd.RECIPES("student", fast=True).replace(batch_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_teachers_never_share_the_students_seed(teachers, study):
         assert teacher.final("test_acc") > 0.5
         students = [r for r in study.runs if r.seed == seed]
         assert students and all(r.model.spec["seed"] == seed for r in students)
-    assert fd.teacher_config(True, seed=3).seed == 3 + fd.TEACHER_SEED_OFFSET
+    assert fd.RECIPES("teacher", True).seed == fd.TEACHER_SEED_OFFSET  # train_teachers adds the lesson seed
 
 
 def test_history_measures_fidelity_every_epoch(data, teachers, config, study):
@@ -122,7 +122,7 @@ def test_bad_arguments_fail_before_training(data, teachers, config):
     assert torch.equal(fd.fidelity_sample(data, None), torch.arange(len(data.train)))
     assert len(fd.fidelity_sample(data, 100)) == 100
     with pytest.raises(ValueError, match="temperature"):
-        fd.fidelity_config(True, temperature=0)
+        fd.RECIPES("student", True, temperature=0)
 
 
 def test_reading_mentions_this_runs_numbers(study):

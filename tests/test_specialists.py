@@ -23,7 +23,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def generalist(data):
-    return train_model("mlp", data, sp.generalist_config(fast=True).replace(batch_size=32, epochs=3), hidden=HIDDEN,
+    return train_model("mlp", data, sp.RECIPES("generalist", fast=True).replace(batch_size=32, epochs=3), hidden=HIDDEN,
                        progress=False)
 
 
@@ -166,7 +166,7 @@ def test_combine_validates():
 
 
 def test_a_whole_run(data, generalist):
-    config = sp.specialist_config(fast=True).replace(batch_size=32)
+    config = sp.RECIPES("specialist", fast=True).replace(batch_size=32)
     run = sp.run_specialists(data, generalist, 3, config, steps=100, progress=False, model=SMALL)
     assert sorted(sp.cluster_order(run.groups)) == list(range(10))
     assert all(len(s.classes) >= 2 for s in run.specialists)
@@ -203,7 +203,7 @@ def test_fit_dustbin_shift_matches_the_target_share():
 
 
 def test_paper_correction_option(data, generalist):
-    config = sp.specialist_config(fast=True).replace(batch_size=32)
+    config = sp.RECIPES("specialist", fast=True).replace(batch_size=32)
     fitted = sp.train_specialists(data, generalist, [[3, 5]], config, progress=False, from_generalist=True)
     paper = sp.train_specialists(data, generalist, [[3, 5]], config, correction="paper", progress=False,
                                  from_generalist=True)
@@ -233,7 +233,7 @@ def test_results_table_rows_and_confusable_classes():
 
 
 def test_paper_comparison(data, generalist):
-    run = sp.run_specialists(data, generalist, 3, sp.specialist_config(fast=True).replace(batch_size=32), steps=50,
+    run = sp.run_specialists(data, generalist, 3, sp.RECIPES("specialist", fast=True).replace(batch_size=32), steps=50,
                              progress=False, model=SMALL)
     lines = sp.paper_comparison([run])
     assert lines[1]["paper (JFT)"] == "25.0%" and lines[3]["paper (JFT)"] == "+4.4%"
@@ -241,7 +241,7 @@ def test_paper_comparison(data, generalist):
 
 
 def test_a_group_with_an_unknown_class_is_a_clear_error(data, generalist):
-    config = sp.specialist_config(fast=True)
+    config = sp.RECIPES("specialist", fast=True)
     with pytest.raises(ValueError, match=r"groups\[0\] has 12"):
         sp.run_specialists(data, generalist, [[3, 12]], config, model=SMALL)
     with pytest.raises(ValueError, match=r"groups\[1\] has the unknown class 'Sweater'"):
@@ -269,9 +269,9 @@ def test_class_ids_by_name(data):
 
 
 def test_specialists_of_their_own_and_the_claim(data, generalist):
-    config = sp.specialist_config(fast=True).replace(batch_size=32, epochs=3)
+    config = sp.RECIPES("specialist", fast=True).replace(batch_size=32, epochs=3)
     runs = [sp.run_specialists(data, g, [[3, 5, 8]], config, steps=100, progress=False, model=SMALL)
-            for g in (generalist, train_model("mlp", data, sp.generalist_config(fast=True).replace(
+            for g in (generalist, train_model("mlp", data, sp.RECIPES("generalist", fast=True).replace(
                 batch_size=32, epochs=3, seed=1), hidden=HIDDEN, progress=False))]
     run = runs[0]
     assert run.groups == [[3, 5, 8]] and run.confusable == [3, 5, 8] and run.covered == [3, 5, 8]
@@ -290,6 +290,6 @@ def test_specialists_of_their_own_and_the_claim(data, generalist):
 
 
 def test_the_first_versions_specialist_starts_as_the_generalist(data, generalist):
-    config = sp.specialist_config(fast=True).replace(batch_size=32)
+    config = sp.RECIPES("specialist", fast=True).replace(batch_size=32)
     s = sp.train_specialists(data, generalist, [[3, 5]], config, progress=False, from_generalist=True)[0]
     assert tuple(s.trained.model.spec["hidden"]) == HIDDEN

@@ -180,7 +180,7 @@ def test_shift_figure_and_table():
 
 
 def test_missing_class_study_trains_without_the_class(data, teacher):
-    config = tr.distil_config(fast=True, epochs=1).replace(batch_size=64)
+    config = tr.RECIPES("distil", fast=True, epochs=1, batch_size=64)
     student, study = tr.missing_class_study(data, teacher, config, "no 3s", drop_classes=[3], arch="mlp",
                                             progress=False)
     assert student.history and study.missing == [3] and study.classes == [3]
@@ -203,7 +203,7 @@ def test_small_transfer(data):
 
 
 def test_small_data_runs(data, teacher):
-    configs = tr.regularizer_configs(fast=True, epochs=3, full_epochs=2)
+    configs = {arm: tr.RECIPES(arm, fast=True) for arm in (tr.HARD, tr.SOFT, tr.FULL)}
     assert configs[tr.SOFT].loss == "soft_target" and configs[tr.HARD].loss == "cross_entropy"
     assert configs[tr.FULL].epochs == 2 and configs[tr.HARD].schedule == "constant"
     configs = {k: c.replace(batch_size=32) for k, c in configs.items()}
@@ -231,7 +231,7 @@ def test_small_data_runs(data, teacher):
 
 
 def test_small_data_runs_validates(data, teacher):
-    configs = tr.regularizer_configs(fast=True, epochs=1)
+    configs = {arm: tr.RECIPES(arm, fast=True, epochs=1) for arm in (tr.HARD, tr.SOFT, tr.FULL)}
     with pytest.raises(ValueError, match="seeds is empty"):
         tr.small_data_runs(data, teacher, 0.1, [], configs)
     with pytest.raises(ValueError, match="no recipe"):
