@@ -156,14 +156,7 @@ def train_model(
     objective = objectives.prepare(config, model, teacher_model, data, teacher_logits)
 
     def load(entry: dict) -> Trained:
-        before = [_copy_state(m) for m in (model, objective)]
-        try:
-            model.load_state_dict(entry["state_dict"])
-            objective.load_state_dict(objective.entry_state(entry))
-        except (RuntimeError, KeyError):  # retrain from the initial weights, not half-loaded ones
-            for m, state in zip((model, objective), before, strict=True):
-                m.load_state_dict(state)
-            raise
+        load_states({model: entry["state_dict"], objective: objective.entry_state(entry)})
         model.cache_key = key
         return Trained(model.eval(), list(entry["history"]), key, float(entry["seconds"]), True,
                        list(entry.get("checkpoints", [])), objective.eval())
@@ -185,8 +178,18 @@ def train_model(
     return cached(key, load, train, label or f"{arch} {config.loss} seed={config.seed} on {data.name}", use_cache)
 
 
-def _copy_state(module: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+def load_states(states: dict[nn.Module, dict[str, Tensor]]) -> None:
+    """Load each module's stored state, all or none: if one does not fit (``RuntimeError``), every
+    module gets its weights from before back and the error propagates (so :func:`cached` retrains
+    from the initial weights, not half-loaded ones)."""
+    before = {m: {k: v.detach().clone() for k, v in m.state_dict().items()} for m in states}
+    try:
+        for m, state in states.items():
+            m.load_state_dict(state)
+    except RuntimeError:
+        for m, state in before.items():
+            m.load_state_dict(state)
+        raise
 
 
 def cached(key: str, load: Callable[[dict], T], train: Callable[[], tuple[T, dict]], description: str,

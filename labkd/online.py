@@ -30,8 +30,6 @@ Every claim is judged with :mod:`labkd.stats` on fresh paired seeds.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -41,13 +39,13 @@ from torch import Tensor, nn
 
 from labkd import cache, clock, metrics, stats
 from labkd.checks import check_config, check_hidden, check_positive_int, check_seeds, mlp_name
-from labkd.data import Data, batches
-from labkd.experiments import Trained, config_key, train_model
+from labkd.data import Data
+from labkd.experiments import Trained, cached, config_key, load_states, train_model
 from labkd.losses import check_logits, check_targets, check_temperature, ensemble_probs
 from labkd.models import BlockModel, build_model
-from labkd.progress import RunProgress, progress_bar
+from labkd.progress import RunProgress
 from labkd.threads import fixed_threads
-from labkd.train import TrainConfig, default_device, make_optimizer, make_scheduler
+from labkd.train import TrainConfig, default_device, train_loop
 
 MUTUAL = "mutual"
 INDEPENDENT = "independent"
@@ -203,60 +201,46 @@ def _fit_mutual(models, data, config, t, progress, device, on_epoch) -> MutualRe
     for m in models:
         m.to(device)
     result = MutualResult(models=models, histories=[[] for _ in models])
-    steps = math.ceil(len(data.train) / config.batch_size)
-    bar = progress_bar(config.epochs, "mutual learning", unit="epoch", progress=progress)
     nan = float("nan")
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
-        optimizers = [make_optimizer(list(m.parameters()), config) for m in models]
-        schedulers = [make_scheduler(o, config, steps) for o in optimizers]
-        for epoch in range(1, config.epochs + 1):
-            for m in models:
-                m.train()
-            totals = torch.zeros(len(models), device=device)
-            correct = torch.zeros(len(models), device=device)
-            for x, y, _ in batches(data.train, config.batch_size, generator=generator, jitter=config.jitter,
-                                   background=data.background):
-                logits = [m(x) for m in models]
-                losses = mutual_learning_loss(logits, y, t)
-                for o in optimizers:
-                    o.zero_grad(set_to_none=True)
-                torch.stack(losses).sum().backward()
-                for o, s in zip(optimizers, schedulers, strict=True):
-                    o.step()
-                    s.step()
-                totals += torch.stack([v.detach() for v in losses]) * len(y)
-                correct += torch.stack([(z.detach().argmax(1) == y).sum() for z in logits])
-            evaluate = epoch % config.eval_every == 0 or epoch == config.epochs
-            if evaluate:  # one pass over val and test per model gives accuracies, predictions, agreement
-                preds = torch.stack([metrics.predict_logits(m, data.test.x).argmax(1) for m in models])
-                val = [float((metrics.predict_logits(m, data.val.x).argmax(1) == data.val.y).float().mean())
-                       for m in models]
-                result.predictions[epoch] = preds.to(torch.int8).cpu()
-            rows = []
-            for k, m in enumerate(models):
-                row = {"epoch": epoch, "model": k, "loss": float(totals[k]) / len(data.train),
-                       "train_acc": float(correct[k]) / len(data.train)}
-                if evaluate:
-                    others = [float((preds[k] == preds[j]).float().mean()) for j in range(len(models)) if j != k]
-                    row.update(val_acc=val[k], test_acc=float((preds[k] == data.test.y).float().mean()),
-                               agreement=sum(others) / len(others))
-                else:
-                    row.update(val_acc=nan, test_acc=nan, agreement=nan)
-                row["seconds"] = time.perf_counter() - start
-                rows.append(row)
-                result.histories[k].append(row)
-            if on_epoch is not None:
-                on_epoch(rows)
+    zeros = torch.zeros(len(models), device=device)
+    tally = {"loss": zeros, "correct": zeros}
+
+    def batch_loss(x: Tensor, y: Tensor, idx: Tensor, epoch: int) -> Tensor:
+        logits = [m(x) for m in models]
+        losses = mutual_learning_loss(logits, y, t)  # student k's loss reaches student k only
+        tally["loss"] = tally["loss"] + torch.stack([v.detach() for v in losses]) * len(y)
+        tally["correct"] = tally["correct"] + torch.stack([(z.detach().argmax(1) == y).sum() for z in logits])
+        return torch.stack(losses).sum()
+
+    def end_epoch(epoch: int, evaluate: bool, seconds: float) -> dict:
+        if evaluate:  # one pass over val and test per model gives accuracies, predictions, agreement
+            preds = torch.stack([metrics.predict_logits(m, data.test.x).argmax(1) for m in models])
+            val = [float((metrics.predict_logits(m, data.val.x).argmax(1) == data.val.y).float().mean())
+                   for m in models]
+            result.predictions[epoch] = preds.to(torch.int8).cpu()
+        rows = []
+        for k in range(len(models)):
+            row = {"epoch": epoch, "model": k, "loss": float(tally["loss"][k]) / len(data.train),
+                   "train_acc": float(tally["correct"][k]) / len(data.train)}
             if evaluate:
-                bar.set_postfix(val_acc="/".join(f"{r['val_acc']:.3f}" for r in rows))
-            bar.update(1)
-    bar.close()
-    result.seconds = time.perf_counter() - start
-    for m in models:
-        m.eval()
+                others = [float((preds[k] == preds[j]).float().mean()) for j in range(len(models)) if j != k]
+                row.update(val_acc=val[k], test_acc=float((preds[k] == data.test.y).float().mean()),
+                           agreement=sum(others) / len(others))
+            else:
+                row.update(val_acc=nan, test_acc=nan, agreement=nan)
+            row["seconds"] = seconds
+            rows.append(row)
+            result.histories[k].append(row)
+        tally.update(loss=zeros, correct=zeros)
+        if on_epoch is not None:
+            on_epoch(rows)
+        return {"val_acc": "/".join(f"{r['val_acc']:.3f}" for r in rows)} if evaluate else {}
+
+    # the loop of labkd.train.fit: one optimiser over the cohort's parameters (each student's own
+    # update, as K optimisers would make it), the same seeding, schedule and batches
+    result.seconds = train_loop(config, data, models, [p for m in models for p in m.parameters()], batch_loss,
+                                end_epoch, constrained=models, progress=progress, desc="mutual learning")
+    for _ in models:
         clock.add_training(result.seconds / len(models))  # the notebook's training time, K models
     return result
 
@@ -305,23 +289,27 @@ def train_mutual(
     models = [build_model("mlp", data.input_shape, data.num_classes, seed=s, hidden=hidden) for s in seeds]
     key = cache.make_key({"kind": "mutual", "models": [m.spec for m in models], "data": data.spec,
                           "train": config_key(config), "temperature": t})
-    entry = cache.load(key) if use_cache else None
-    if entry is not None:
+
+    def load(entry: dict) -> MutualTrained:
+        load_states({m: {n[len(f"{k}."):]: v for n, v in entry["state_dict"].items() if n.startswith(f"{k}.")}
+                     for k, m in enumerate(models)})
         for k, m in enumerate(models):
-            m.load_state_dict({n[len(f"{k}."):]: v for n, v in entry["state_dict"].items() if n.startswith(f"{k}.")})
             m.cache_key = f"{key}#{k}"
             m.eval()
         return MutualTrained(models, [list(h) for h in entry["history"]], seeds, key, float(entry["seconds"]), True,
                              {int(e): p for e, p in entry.get("predictions", {}).items()})
-    result = fit_mutual(models, data, config, t, progress=progress)
-    for k, m in enumerate(models):
-        m.cache_key = f"{key}#{k}"
-    if use_cache:
+
+    def train() -> tuple[MutualTrained, dict]:
+        result = fit_mutual(models, data, config, t, progress=progress)
+        for k, m in enumerate(models):
+            m.cache_key = f"{key}#{k}"
         state = {f"{k}.{n}": v.detach().cpu() for k, m in enumerate(models) for n, v in m.state_dict().items()}
-        cache.save(key, {"state_dict": state, "history": result.histories, "seconds": result.seconds,
-                         "predictions": result.predictions})
-        cache.write_description(key, f"mutual learning cohort {mlp_name(hidden, data)} x{len(seeds)} seeds={seeds} T={t:g}")
-    return MutualTrained(models, result.histories, seeds, key, result.seconds, False, result.predictions)
+        entry = {"state_dict": state, "history": result.histories, "seconds": result.seconds,
+                 "predictions": result.predictions}
+        return MutualTrained(models, result.histories, seeds, key, result.seconds, False, result.predictions), entry
+
+    return cached(key, load, train, f"mutual learning cohort {mlp_name(hidden, data)} x{len(seeds)} seeds={seeds} T={t:g}",
+                  use_cache)
 
 
 def first_layer_norm(model: nn.Module) -> float:
