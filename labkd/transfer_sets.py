@@ -23,7 +23,7 @@ Network* (2015), https://arxiv.org/abs/1503.02531 (§3 and §6):
 >>> study = ShiftStudy.from_model("no 3s", student.model, data, classes=[3], missing=[3])
 >>> study.shift, study.errors(0.0), study.errors(study.shift)
 
-Figures are in this module; the slider panel is :class:`labkd.widgets.bias_shift.BiasShiftPanel`.
+Figures are in this module; the slider panel is :class:`labkd.widgets.transfer_sets.BiasShiftPanel`.
 """
 
 from __future__ import annotations

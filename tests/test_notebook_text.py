@@ -7,7 +7,7 @@ prose does state one, it must agree with the code. The scan covers every noteboo
 - epoch counts said of the course's **standard teacher** must be ``zoo.teacher_config``'s, and
   those said of the **standard student recipe** ``zoo.student_config``'s;
 - test-error counts in a sentence that speaks of the paper (Hinton et al., MNIST) must be figures
-  held in ``hinton.PAPER`` / ``transfer_sets.PAPER`` / ``dark_knowledge.PAPER``.
+  held in ``hinton.PAPER`` / ``transfer_sets.PAPER`` / ``soft_targets.PAPER``.
 
 The rules read paragraphs (blank-line or bullet separated): a paragraph about a teacher and not
 about students, in a notebook whose code uses the standard teacher, is about the standard teacher.
@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkd import dark_knowledge, hinton, transfer_sets, zoo
+from labkd import hinton, soft_targets, transfer_sets, zoo
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -41,7 +41,7 @@ OTHER_TEACHER = re.compile(r"assistant|early[- ]stopped|stopped early|its own te
 def _paper_errors() -> set[int]:
     """Every test-error figure of Hinton et al. that labkd holds as a constant."""
     out = set()
-    for paper in (hinton.PAPER, transfer_sets.PAPER, dark_knowledge.PAPER):
+    for paper in (hinton.PAPER, transfer_sets.PAPER, soft_targets.PAPER):
         for key, value in paper.items():
             if "errors" in key and isinstance(value, int):
                 out.add(value)

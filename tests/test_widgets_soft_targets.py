@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkd import dark_knowledge as dk
+from labkd import soft_targets as dk
 from labkd.data import Split
 from labkd.widgets import soft_targets as st
 

@@ -288,7 +288,7 @@ class DarkKnowledgePanel(Panel):
             super().on_change(change)
 
     def compute(self, temperature: float) -> np.ndarray:
-        """The (C, C) soft-target matrix at ``temperature`` (as :func:`labkd.dark_knowledge.soft_target_matrix`)."""
+        """The (C, C) soft-target matrix at ``temperature`` (as :func:`labkd.soft_targets.soft_target_matrix`)."""
         return self._averager @ _softmax(self.logits, check_temperature(temperature))
 
     def top_pairs(self) -> list[tuple[int, int, float]]:

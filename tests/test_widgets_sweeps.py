@@ -8,7 +8,7 @@ import pytest
 
 from labkd import TrainConfig, load_data, sweeps, train_model
 from labkd.sweeps import SweepResult, SweepRow
-from labkd.widgets.sweep import MEAN, SweepPanel
+from labkd.widgets.sweeps import MEAN, SweepPanel
 
 
 def row(student, t, a, seed, acc, scale=True, epochs=3):
@@ -136,7 +136,7 @@ def test_train_button_adds_a_cell_through_the_cache(tmp_path, monkeypatch):
 
 
 def test_benchmark_cases_run_for_labkd_bench():
-    from labkd.widgets import sweep
+    from labkd.widgets import sweeps as sweep
 
     cases = sweep.benchmark_cases()
     assert set(cases) == {"temperature", "student", "t2_scaling"}

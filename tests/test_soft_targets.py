@@ -1,4 +1,4 @@
-"""labkd.dark_knowledge: soft targets, the soft-target matrix, informative examples, information measures."""
+"""labkd.soft_targets (lesson 01): soft targets, the soft-target matrix, informative examples, information measures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from labkd import dark_knowledge as dk
+from labkd import soft_targets as dk
 from labkd.metrics import confusion_matrix
 
 

@@ -1,4 +1,4 @@
-"""The kd_loss exercise: the reference passes, each classic mistake gets its own hint."""
+"""Lesson 02's exercises (labkd.exercises.sweeps), starting with the kd_loss exercise: the reference passes, each classic mistake gets its own hint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from labkd import exercises, losses
-from labkd.exercises import kd_loss as topic
+from labkd.exercises import sweeps as topic
 from exercise_hints import hint_test
 
 # Each deliberate mistake and a phrase its hint must contain.

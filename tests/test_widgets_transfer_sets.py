@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from labkd import transfer_sets as tr
-from labkd.widgets import bias_shift
-from labkd.widgets.bias_shift import BiasShiftPanel
+from labkd.widgets import transfer_sets as bias_shift
+from labkd.widgets.transfer_sets import BiasShiftPanel
 
 SANITY_MS = 500  # a generous bound: the target is well under 50 ms on a quiet machine
 
