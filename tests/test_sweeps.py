@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from labkd import TrainConfig, load_data, sweeps, train_model
+from labkd import TrainConfig, load_data, sweeps, sweeps_figures, sweeps_findings, train_model
 from labkd.models import build_model
 from labkd.sweeps import SweepResult, SweepRow
 
@@ -172,7 +172,7 @@ def test_table_lists_the_baseline_first_with_mean_and_std():
 
 def test_best_temperature_chooses_on_validation_and_reports_spread():
     accs = {1: [0.90, 0.91, 0.92], 3: [0.96, 0.95, 0.97], 8: [0.955, 0.95, 0.96], 20: [0.93, 0.93, 0.94]}
-    choice = sweeps.best_temperature(synthetic(accs), "s")
+    choice = sweeps_findings.best_temperature(synthetic(accs), "s")
     assert choice.temperature == 3
     assert choice.close == [3, 8]
     assert choice.per_seed_best == {0: 3, 1: 3, 2: 3}
@@ -180,26 +180,26 @@ def test_best_temperature_chooses_on_validation_and_reports_spread():
     assert spread == pytest.approx(np.mean([0.955, 0.95, 0.96]) - np.mean([0.93, 0.93, 0.94]))
     assert "best T = 3" in choice.describe()
     with pytest.raises(ValueError, match="student"):
-        sweeps.best_temperature(synthetic(accs), "nobody")
+        sweeps_findings.best_temperature(synthetic(accs), "nobody")
 
 
 def test_best_temperature_uses_validation_not_test():
     rows = [row("s", 2, 0.9, 0, acc=0.99, val=0.90), row("s", 4, 0.9, 0, acc=0.90, val=0.95)]
-    assert sweeps.best_temperature(SweepResult(rows), "s").temperature == 4
-    assert sweeps.best_temperature(SweepResult(rows), "s", metric="test_acc").temperature == 2
+    assert sweeps_findings.best_temperature(SweepResult(rows), "s").temperature == 4
+    assert sweeps_findings.best_temperature(SweepResult(rows), "s", metric="test_acc").temperature == 2
 
 
 def test_remark_check_reproduces_and_refutes_on_known_numbers():
     small_prefers = {1: [0.90, 0.905, 0.91], 3: [0.95, 0.951, 0.949], 8: [0.92, 0.921, 0.919], 20: [0.91, 0.91, 0.912]}
     large_flat = {1: [0.96, 0.961, 0.962], 3: [0.97, 0.97, 0.971], 8: [0.975, 0.976, 0.974], 20: [0.975, 0.974, 0.976]}
     result = synthetic(small_prefers, "30-30").merge(synthetic(large_flat, "800-800"))
-    check = sweeps.check_temperature_remark(result, 0.9)
+    check = sweeps_findings.check_temperature_remark(result, 0.9)
     assert check.small_prefers_range is True and check.large_insensitive is True
     assert "reproduces" in str(check)
 
     small_flat = {t: [0.95, 0.951, 0.949] for t in (1, 3, 8, 20)}
     large_sloped = {1: [0.96] * 3, 8: [0.97, 0.9701, 0.9699], 20: [0.98, 0.9801, 0.9799]}
-    check = sweeps.check_temperature_remark(synthetic(small_flat, "30-30").merge(synthetic(large_sloped, "800-800")), 0.9)
+    check = sweeps_findings.check_temperature_remark(synthetic(small_flat, "30-30").merge(synthetic(large_sloped, "800-800")), 0.9)
     assert check.small_prefers_range is False and check.large_insensitive is False
     assert "does not reproduce" in str(check)
 
@@ -207,47 +207,47 @@ def test_remark_check_reproduces_and_refutes_on_known_numbers():
 def test_remark_check_claims_nothing_from_one_seed_or_a_missing_range():
     one_seed = {1: [0.90], 4: [0.95], 8: [0.94], 20: [0.93]}
     result = synthetic(one_seed, "30-30", baseline=(0.8,)).merge(synthetic(one_seed, "800-800", baseline=(0.8,)))
-    check = sweeps.check_temperature_remark(result, 0.9)
+    check = sweeps_findings.check_temperature_remark(result, 0.9)
     assert check.small_prefers_range is None and check.large_insensitive is None
     assert str(check).count("no conclusion") == 2
     low_only = synthetic({1: [0.9, 0.91], 2: [0.92, 0.93]}, "30-30").merge(synthetic({1: [0.9, 0.91]}, "800-800"))
-    check = sweeps.check_temperature_remark(low_only, 0.9)
+    check = sweeps_findings.check_temperature_remark(low_only, 0.9)
     assert check.small_prefers_range is None and "cannot test" in str(check)
 
 
 def test_gain_over_baseline_and_findings():
     result = synthetic({20: [0.95, 0.951, 0.949]}, "800-800")
-    text = sweeps.gain_over_baseline(result, "800-800", 20, 0.9)
+    text = sweeps_findings.gain_over_baseline(result, "800-800", 20, 0.9)
     assert "+14.00 points" in text and "larger than two standard errors" in text
     one = synthetic({20: [0.95]}, "800-800", baseline=(0.8,))
-    assert "no conclusion" in sweeps.gain_over_baseline(one, "800-800", 20, 0.9)
-    rows = sweeps.findings(result, alpha=0.9, temperature=20)
+    assert "no conclusion" in sweeps_findings.gain_over_baseline(one, "800-800", 20, 0.9)
+    rows = sweeps_findings.findings(result, alpha=0.9, temperature=20)
     assert rows[0]["run"] == "800-800, labels only" and rows[0]["paper: test errors"] == 146
     assert rows[1]["paper: test errors"] == 74 and rows[1]["test errors"] == "50 ± 1"
-    assert sweeps.best_cell(result, "800-800") == (20, 0.9)
+    assert sweeps_findings.best_cell(result, "800-800") == (20, 0.9)
 
 
 def test_stronger_baseline_is_chosen_on_validation_and_used_in_comparisons():
     slow = synthetic({20: [0.95, 0.951, 0.949]}, "800-800", baseline=(0.90, 0.90, 0.90))
     fast = SweepResult([row("800-800", None, 0.0, seed, acc=0.80, val=0.99) for seed in range(3)])
-    label, chosen = sweeps.stronger_baseline({"lr 0.02": slow, "lr 0.05": fast}, "800-800")
+    label, chosen = sweeps_findings.stronger_baseline({"lr 0.02": slow, "lr 0.05": fast}, "800-800")
     assert label == "lr 0.05" and chosen is fast  # higher validation accuracy, although worse on test
-    text = sweeps.gain_over_baseline(slow, "800-800", 20, 0.9, baseline=fast, baseline_label="labels only (lr 0.05)")
+    text = sweeps_findings.gain_over_baseline(slow, "800-800", 20, 0.9, baseline=fast, baseline_label="labels only (lr 0.05)")
     assert "labels only (lr 0.05) 80.00" in text and "+15.00 points" in text
     with pytest.raises(ValueError, match="labels-only"):
-        sweeps.stronger_baseline({"x": SweepResult([row("800-800", 4, 0.9, 0)])}, "800-800")
-    rows = sweeps.findings(slow, extra_baselines={"lr 0.05": fast})
+        sweeps_findings.stronger_baseline({"x": SweepResult([row("800-800", 4, 0.9, 0)])}, "800-800")
+    rows = sweeps_findings.findings(slow, extra_baselines={"lr 0.05": fast})
     assert [r["run"] for r in rows[:2]] == ["800-800, labels only", "800-800, labels only, lr 0.05"]
     assert rows[1]["test accuracy (%)"] == "80.00 ± 0.00"
 
 
 def test_describe_runs_reports_first_and_last_epoch():
     result = synthetic({20: [0.95, 0.95, 0.95]}, "800-800")
-    lines = sweeps.describe_learning_rates({"lr a": result, "lr b": SweepResult([])}, 20, 0.9)
+    lines = sweeps_findings.describe_learning_rates({"lr a": result, "lr b": SweepResult([])}, 20, 0.9)
     assert lines[0].startswith("800-800 labels only, lr a") and "after epoch 1 71.00 ± 1.00%" in lines[0]
     assert lines[1].endswith("not run")
     assert "at the end 95.00 ± 0.00%" in lines[2]
-    ablation = sweeps.describe_t2_ablation(result, "800-800", 20, 0.9)
+    ablation = sweeps_findings.describe_t2_ablation(result, "800-800", 20, 0.9)
     assert len(ablation) == 3 and ablation[2].endswith("not run")
 
 
@@ -255,18 +255,18 @@ def test_describe_runs_reports_first_and_last_epoch():
 
 
 def test_accuracy_vs_temperature_figure_plots_means_per_alpha(grid):
-    fig = sweeps.accuracy_vs_temperature_figure(grid, "wide")
+    fig = sweeps_figures.accuracy_vs_temperature_figure(grid, "wide")
     lines = [t for t in fig.data if t.name and t.name.startswith("α")]
     assert [t.name for t in lines] == ["α = 0.5", "α = 1"]
     expected = [100 * grid.mean_std(student="wide", temperature=t, alpha=0.5)[0] for t in (1, 4)]
     assert list(lines[0].y) == pytest.approx(expected)
     assert any("labels only" in (t.name or "") for t in fig.data)
     with pytest.raises(ValueError, match="student"):
-        sweeps.accuracy_vs_temperature_figure(grid, "nobody")
+        sweeps_figures.accuracy_vs_temperature_figure(grid, "nobody")
 
 
 def test_heatmap_holds_mean_accuracy_per_alpha_and_temperature(grid):
-    fig = sweeps.alpha_temperature_heatmap(grid, "narrow")
+    fig = sweeps_figures.alpha_temperature_heatmap(grid, "narrow")
     z = np.asarray(fig.data[0].z)
     assert z.shape == (2, 2)
     assert z[1, 0] == pytest.approx(100 * grid.mean_std(student="narrow", temperature=1, alpha=1.0)[0])
@@ -274,12 +274,12 @@ def test_heatmap_holds_mean_accuracy_per_alpha_and_temperature(grid):
 
 
 def test_preference_and_learning_curve_figures(grid):
-    fig = sweeps.temperature_preference_figure(grid, alpha=1.0)
+    fig = sweeps_figures.temperature_preference_figure(grid, alpha=1.0)
     stars = [t for t in fig.data if t.name and t.name.startswith("best T")]
     assert len(stars) == 2
-    best = sweeps.best_temperature(grid, "wide", 1.0).temperature
+    best = sweeps_findings.best_temperature(grid, "wide", 1.0).temperature
     assert list(stars[0].x) == [best]
-    curves = sweeps.learning_curves_figure(grid, "wide", {"T=4": dict(temperature=4, alpha=1.0)})
+    curves = sweeps_figures.learning_curves_figure(grid, "wide", {"T=4": dict(temperature=4, alpha=1.0)})
     assert [t.name for t in curves.data] == ["labels only", "T=4"]
     assert len(curves.data[1].y) == 1
 
@@ -299,7 +299,7 @@ def test_soft_gradient_shrinks_like_one_over_t_squared_without_the_factor(digits
     custom = sweeps.soft_gradient_norms(student, teacher, digits.train.x[:200], temps,
                                         loss=lambda s, t, T: 2 * sweeps.losses.soft_target_loss(s, t, T))
     assert custom["with T²"] == pytest.approx([2 * v for v in with_t2])
-    assert math.isfinite(sweeps.gradient_norms_figure(norms, temps).data[0].y[0])
+    assert math.isfinite(sweeps_figures.gradient_norms_figure(norms, temps).data[0].y[0])
 
 
 def test_a_diverged_run_is_kept_as_a_nan_row_and_never_chosen(digits, teacher, base, monkeypatch):
@@ -317,9 +317,9 @@ def test_a_diverged_run_is_kept_as_a_nan_row_and_never_chosen(digits, teacher, b
     assert len(wild) == 2 and all(r.diverged and not r.cached and not r.history for r in wild)
     assert math.isnan(wild.rows[0].metric("test_acc"))
     assert math.isnan(both.mean_std(temperature=4, alpha=1.0)[0])
-    assert "diverged (NaN loss) in every run (2)" in sweeps.describe_runs([("wild", both, {"temperature": 4})])[0]
-    assert sweeps.best_temperature(both, "wide", 1.0).temperature == 1
-    assert sweeps.best_cell(both, "wide") == (1, 1.0)
+    assert "diverged (NaN loss) in every run (2)" in sweeps_findings.describe_runs([("wild", both, {"temperature": 4})])[0]
+    assert sweeps_findings.best_temperature(both, "wide", 1.0).temperature == 1
+    assert sweeps_findings.best_cell(both, "wide") == (1, 1.0)
     with pytest.raises(ValueError, match="did not diverge"):
         sweeps.mean_curve(both, temperature=4)
 
@@ -338,14 +338,14 @@ def test_remark_temperatures_are_chosen_on_validation():
     rows = [row("30-30", t, 0.9, s, acc=test, val=val) for s in (0, 1)
             for t, val, test in ((1, 0.90, 0.90), (3, 0.95, 0.90), (8, 0.93, 0.90), (20, 0.92, 0.99))]
     result = SweepResult(rows)
-    assert sweeps.remark_temperatures(result, "30-30", 0.9) == (3, 8)
+    assert sweeps_findings.remark_temperatures(result, "30-30", 0.9) == (3, 8)
     with pytest.raises(ValueError, match="inside and outside"):
-        sweeps.remark_temperatures(SweepResult([row("30-30", 3, 0.9, 0)]), "30-30", 0.9)
+        sweeps_findings.remark_temperatures(SweepResult([row("30-30", 3, 0.9, 0)]), "30-30", 0.9)
 
 
 def test_remark_claim_confirms_on_fresh_paired_seeds(digits, teacher, base):
     dev = sweeps.run_grid(digits, teacher, {"narrow": STUDENTS["narrow"]}, (1, 3), (0.9,), [0, 1], base, progress=False)
-    claim, confirm = sweeps.remark_claim(digits, teacher, dev, "narrow", 0.9, [100, 101], base, lesson="test",
+    claim, confirm = sweeps_findings.remark_claim(digits, teacher, dev, "narrow", 0.9, [100, 101], base, lesson="test",
                                          progress=False)
     assert confirm.seeds == [100, 101] and set(confirm.temperatures_of("narrow", 0.9)) == {1, 3}
     assert claim.seeds == (100, 101) or list(claim.seeds) == [100, 101]
@@ -353,4 +353,4 @@ def test_remark_claim_confirms_on_fresh_paired_seeds(digits, teacher, base):
     for s in (100, 101):  # paired: both arms of a seed start from the same weights
         assert len({r.init for r in confirm.select(student="narrow", seed=s)}) == 1
     with pytest.raises(ValueError, match="fresh seeds"):
-        sweeps.remark_claim(digits, teacher, dev, "narrow", 0.9, [1, 2], base, lesson="test", progress=False)
+        sweeps_findings.remark_claim(digits, teacher, dev, "narrow", 0.9, [1, 2], base, lesson="test", progress=False)
