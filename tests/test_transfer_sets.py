@@ -11,6 +11,8 @@ import torch
 
 from labkd import TrainConfig, load_data, train_model
 from labkd import transfer_sets as tr
+from labkd import transfer_sets_figures as trg
+from labkd import transfer_sets_findings as trf
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +45,6 @@ def _brute_force(logits, targets, classes, shifts, only=None):
 def test_non_finite_shift_is_refused_by_name(bad):
     with pytest.raises(ValueError, match="shift must be a finite number"):
         tr.check_shift(bad)
-    with pytest.raises(ValueError, match="shift must be a finite number"):
-        tr.shift_logits(torch.zeros(2, 3), [1], bad)
     with pytest.raises(ValueError, match="shifts contains NaN"):
         tr.errors_by_shift(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), [1], [0.0, bad])
 
@@ -83,16 +83,6 @@ def test_transfer_without_filters_the_training_split_only(data):
 
 
 # -- bias shifts ------------------------------------------------------------------------------
-
-
-def test_shift_logits_adds_to_the_chosen_columns_only():
-    logits = torch.randn(4, 5)
-    shifted = tr.shift_logits(logits, [1, 3], -2.0)
-    assert torch.allclose(shifted[:, [1, 3]], logits[:, [1, 3]] - 2)
-    assert torch.equal(shifted[:, [0, 2, 4]], logits[:, [0, 2, 4]])
-    assert not torch.equal(shifted, logits)  # a copy: the input is untouched
-    with pytest.raises(ValueError, match="classes lists a class twice"):
-        tr.shift_logits(logits, [1, 1], 1.0)
 
 
 @pytest.mark.parametrize("classes", [[2], [0, 4], [0, 1, 2, 3, 4]])
@@ -169,13 +159,13 @@ def test_shift_study_validates():
 
 def test_shift_figure_and_table():
     study = _planted_study()
-    fig = tr.shift_figure(study)
+    fig = trg.shift_figure(study)
     assert isinstance(fig, go.Figure) and len(fig.data) == 5
     assert list(fig.data[1].y) == study.errors_per_class(study.shift).tolist()
     assert fig.data[0].x[3] == "3 (missing)"
-    rows = tr.shift_table([study], reference_errors=12)
+    rows = trf.shift_table([study], reference_errors=12)
     assert rows[0]["paper"].startswith("206 errors") and rows[-1]["test errors before"] == "12"
-    text = tr.shift_readings([study], fast=True)[0]
+    text = trf.shift_readings([study], fast=True)[0]
     assert f"{study.shift:+.1f}" in text and "Fast mode" in text
 
 
@@ -216,14 +206,14 @@ def test_small_data_runs(data, teacher):
     assert rows[-1]["n_train"] == len(data.train) and rows[0]["n_train"] < len(data.train)
     assert all("(identical)" in line for line in tr.same_start(rows))
 
-    summary = tr.overfitting_summary(rows)
+    summary = trf.overfitting_summary(rows)
     assert [s["arm"] for s in summary] == [tr.HARD, tr.SOFT, tr.FULL] and summary[0]["seeds"] == 2
-    verdicts = tr.regularizer_verdicts(rows)
+    verdicts = trf.regularizer_verdicts(rows)
     assert verdicts[0].startswith(tr.HARD) and "standard error" in verdicts[0]
     assert any("Final epoch" in v for v in verdicts)
-    fig = tr.curves_figure(rows)
+    fig = trg.curves_figure(rows)
     assert isinstance(fig, go.Figure) and len(fig.data) >= 9
-    table = tr.regularizer_table(rows)
+    table = trf.regularizer_table(rows)
     assert table[1]["paper (speech, 3% / 100%): train / test frame acc"] == "65.4% / 57.0%"
 
     again = tr.small_data_runs(data, teacher, 0.1, [0], configs, arch="mlp", reference=False, progress=False)
@@ -239,7 +229,7 @@ def test_small_data_runs_validates(data, teacher):
     with pytest.raises(ValueError, match="fraction"):
         tr.small_data_runs(data, teacher, 0.0, [0], configs)
     with pytest.raises(ValueError, match="no rows for arm"):
-        tr.arm_values([], tr.HARD, "gap")
+        trf.arm_values([], tr.HARD, "gap")
 
 
 def test_record_comparison_puts_each_measurement_beside_the_papers(monkeypatch) -> None:
@@ -251,7 +241,7 @@ def test_record_comparison_puts_each_measurement_beside_the_papers(monkeypatch) 
                "no3_test_errors_on_missing_shifted": 62, "no3_shift": 2.1, "only78_test_error_rate": 0.626,
                "only78_test_error_rate_shifted": 0.306, "only78_shift": -6.1, "small_seeds": [0, 1],
                "small_hard_train_acc": 1.0, "small_hard_test_acc": 0.911}
-    rows = tr.record_comparison(numbers, all_classes_errors=128, seeds=[0])
+    rows = trf.record_comparison(numbers, all_classes_errors=128, seeds=[0])
     assert [r["paper"] for r in rows[:2]] == [74, "206 (133)"]
     assert rows[1]["labkd"] == "418 (309)" and "shift +2.1" in rows[2]["labkd"]
     assert rows[3]["labkd"] == "62.6% → 30.6% (shift -6.1)"

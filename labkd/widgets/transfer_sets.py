@@ -20,7 +20,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from labkd.checks import restore_if_not_finite
-from labkd.transfer_sets import ShiftStudy, check_shift, fill_shift_figure, shift_traces
+from labkd.transfer_sets import ShiftStudy, check_shift
+from labkd.transfer_sets_figures import fill_shift_figure, shift_traces
 from labkd.widgets import Panel, figure_widget
 
 
