@@ -236,6 +236,11 @@ class _Response(Objective):
     only for the first ``kd_epochs`` epochs, then cross-entropy on the labels, in one schedule."""
 
     config_fields = ("kd_epochs",)
+    #: whether it reads ``config.temperature`` (a suspect when training diverges)
+    tempered: ClassVar[bool] = True
+
+    def likely_causes(self) -> list[str]:
+        return [f"temperature={self.config.temperature:g} (usually 1 to 20)"] if self.tempered else []
 
     def forward(self, step: Step) -> Tensor:
         kd_epochs = self.config.kd_epochs
@@ -262,9 +267,6 @@ class Distillation(_Response):
                     + (1 - c.alpha) * F.cross_entropy(s, y))
         return losses.distillation_loss(s, tl, y, c.temperature, c.alpha)
 
-    def likely_causes(self) -> list[str]:
-        return [f"temperature={self.config.temperature:g} (usually 1 to 20)"]
-
 
 @register
 class SoftTarget(_Response):
@@ -276,15 +278,13 @@ class SoftTarget(_Response):
         return losses.soft_target_loss(step.student_logits, step.teacher_logits, self.config.temperature,
                                        scale_by_t2=self.config.scale_by_t2)
 
-    def likely_causes(self) -> list[str]:
-        return [f"temperature={self.config.temperature:g} (usually 1 to 20)"]
-
 
 @register
 class LogitMatching(_Response):
     """Squared logit differences (Bucila et al. 2006; Ba & Caruana 2014)."""
 
     name = "logit_matching"
+    tempered = False
 
     def distil(self, step: Step) -> Tensor:
         return losses.logit_matching_loss(step.student_logits, step.teacher_logits)

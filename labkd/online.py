@@ -30,6 +30,7 @@ Every claim is judged with :mod:`labkd.stats` on fresh paired seeds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ from labkd.losses import check_logits, check_targets, check_temperature, ensembl
 from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress
 from labkd.threads import fixed_threads
-from labkd.train import TrainConfig, default_device, train_loop
+from labkd.train import DivergenceGuard, TrainConfig, default_device, train_loop
 
 MUTUAL = "mutual"
 INDEPENDENT = "independent"
@@ -176,7 +177,11 @@ def fit_mutual(
     (the paper alternates the updates; with detached targets the two differ only by one step's
     staleness). ``config.loss``, ``temperature`` and ``alpha`` fields are not used: the loss is
     DML's at ``temperature``. Val and test are evaluated every ``config.eval_every`` epochs and
-    after the last (NaN in the other rows), on one thread (:mod:`labkd.threads`).
+    after the last (NaN in the other rows), on one thread (:mod:`labkd.threads`). The cohort
+    trains in :func:`labkd.train.train_loop`, ``fit``'s own loop: the same seeding, optimiser
+    (one over the cohort's parameters: each student gets its own update), schedule, warm-up,
+    ``max_norm`` (on every student) and divergence guard
+    (:class:`~labkd.train.TrainingDivergedError`).
 
     History rows per model: ``epoch``, ``model``, ``loss``, ``train_acc``, ``val_acc``,
     ``test_acc``, ``agreement`` (top-1 test agreement with the other students, mean), ``seconds``;
@@ -205,9 +210,12 @@ def _fit_mutual(models, data, config, t, progress, device, on_epoch) -> MutualRe
     zeros = torch.zeros(len(models), device=device)
     tally = {"loss": zeros, "correct": zeros}
 
+    guard = DivergenceGuard(config, math.ceil(len(data.train) / config.batch_size),
+                            [f"temperature={t:g} (the paper uses 1)"], student_arguments=("logits_list",))
+
     def batch_loss(x: Tensor, y: Tensor, idx: Tensor, epoch: int) -> Tensor:
         logits = [m(x) for m in models]
-        losses = mutual_learning_loss(logits, y, t)  # student k's loss reaches student k only
+        losses = guard.call(mutual_learning_loss, logits, y, t)  # student k's loss reaches student k only
         tally["loss"] = tally["loss"] + torch.stack([v.detach() for v in losses]) * len(y)
         tally["correct"] = tally["correct"] + torch.stack([(z.detach().argmax(1) == y).sum() for z in logits])
         return torch.stack(losses).sum()
@@ -239,7 +247,7 @@ def _fit_mutual(models, data, config, t, progress, device, on_epoch) -> MutualRe
     # the loop of labkd.train.fit: one optimiser over the cohort's parameters (each student's own
     # update, as K optimisers would make it), the same seeding, schedule and batches
     result.seconds = train_loop(config, data, models, [p for m in models for p in m.parameters()], batch_loss,
-                                end_epoch, constrained=models, progress=progress, desc="mutual learning")
+                                end_epoch, guard=guard, constrained=models, progress=progress, desc="mutual learning")
     for _ in models:
         clock.add_training(result.seconds / len(models))  # the notebook's training time, K models
     return result

@@ -188,20 +188,22 @@ class TrainingDivergedError(FloatingPointError):
     """Training produced a non-finite loss (or exploding logits): stopped, nothing returned or cached."""
 
 
-class _DivergenceGuard:
+class DivergenceGuard:
     """Stops training at the first non-finite loss, naming the step and the likely causes
     (``causes``: the objective's own suspects, :meth:`labkd.objectives.Objective.likely_causes`)."""
 
-    def __init__(self, config: TrainConfig, steps_per_epoch: int, causes: list[str] | tuple = ()) -> None:
+    def __init__(self, config: TrainConfig, steps_per_epoch: int, causes: list[str] | tuple = (),
+                 student_arguments: tuple[str, ...] = ("student", "regressed")) -> None:
         self.config, self.steps_per_epoch, self.steps = config, steps_per_epoch, 0
-        self.causes = list(causes)
+        self.causes, self.student_arguments = list(causes), tuple(student_arguments)
 
     def call(self, fn: Callable[..., Tensor], *args) -> Tensor:
-        """``fn(*args)`` (an objective) with a student-side NaN/inf turned into divergence."""
+        """``fn(*args)`` (an objective) with a NaN/inf in what the trained models produced (a loss
+        argument starting with one of ``student_arguments``) turned into divergence."""
         try:
             return fn(*args)
         except losses.NonFiniteInputError as error:
-            if error.argument.startswith(("student", "regressed")):
+            if error.argument.startswith(self.student_arguments):
                 raise self.error(str(error)) from None
             raise
 
@@ -321,7 +323,7 @@ def _fit(model, data, config, teacher, teacher_logits, regressor, progress, devi
 
     result = FitResult(model=model, objective=objective)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    guard = _DivergenceGuard(config, steps_per_epoch, objective.likely_causes())
+    guard = DivergenceGuard(config, steps_per_epoch, objective.likely_causes())
     zero = torch.zeros((), device=device)
     tally: dict[str, Tensor] = {"loss": zero, "correct": zero}
 
@@ -385,7 +387,7 @@ def train_loop(
     batch_loss: Callable[[Tensor, Tensor, Tensor, int], Tensor],
     end_epoch: Callable[[int, bool, float], dict],
     *,
-    guard: _DivergenceGuard | None = None,
+    guard: DivergenceGuard | None = None,
     constrained: list[nn.Module] = (),
     progress: bool | None = None,
     desc: str = "epochs",
@@ -402,7 +404,7 @@ def train_loop(
     Returns the training time in seconds; ``modules`` are left in eval mode.
     """
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    guard = guard if guard is not None else _DivergenceGuard(config, steps_per_epoch)
+    guard = guard if guard is not None else DivergenceGuard(config, steps_per_epoch)
     show = show_progress() if progress is None else progress
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):

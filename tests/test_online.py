@@ -149,6 +149,42 @@ def test_eval_every_skips_evaluations_but_not_the_last(data):
         CONFIG.replace(eval_every=0)
 
 
+def test_fit_mutual_runs_on_fits_loop_guard_and_max_norm(data):
+    """The cohort trains in fit's loop: a student's exploding logits stop training with fit's
+    divergence error, and max_norm bounds every student's units."""
+    from labkd.train import TrainingDivergedError
+
+    cohort = [build_model("mlp", data.input_shape, 10, seed=s, hidden=(8,)) for s in (0, 1)]
+    with torch.no_grad():
+        cohort[1].head.weight.mul_(1e38)  # logits overflow to inf on the first batch
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, step 1 .*temperature=1"):
+        on.fit_mutual(cohort, data, CONFIG, progress=False)
+    cohort = [build_model("mlp", data.input_shape, 10, seed=s, hidden=(8,)) for s in (0, 1)]
+    on.fit_mutual(cohort, data, CONFIG.replace(max_norm=0.5), progress=False)
+    for m in cohort:
+        for layer in m.modules():
+            if isinstance(layer, torch.nn.Linear):
+                assert float(layer.weight.detach().norm(dim=1).max()) <= 0.5 * (1 + 1e-5)
+
+
+def test_a_cohort_entry_that_does_not_fit_is_retrained_from_fresh_weights(data, tmp_path, monkeypatch):
+    """train_mutual goes through the shared cached-training step (experiments.cached)."""
+    from labkd import cache
+    from labkd.cache import CacheWarning
+
+    monkeypatch.setenv("LABKD_CACHE", str(tmp_path / "cache"))
+    first = on.train_mutual(data, (8,), CONFIG, [0, 1], progress=False)
+    entry = cache.load(first.key)
+    entry["state_dict"] = {k: v for k, v in entry["state_dict"].items() if k.startswith("0.")}  # student 1 lost
+    cache.save(first.key, entry)
+    with pytest.warns(CacheWarning, match="does not fit"):
+        again = on.train_mutual(data, (8,), CONFIG, [0, 1], progress=False)
+    assert not again.cached and again.key == first.key
+    for a, b in zip(first.models, again.models, strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert on.train_mutual(data, (8,), CONFIG, [0, 1], progress=False).cached
+
+
 def test_fit_mutual_rejects_bad_arguments(data):
     m = build_model("mlp", data.input_shape, 10, seed=0, hidden=(8,))
     with pytest.raises(ValueError, match="at least 2"):
