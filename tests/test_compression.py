@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from labkd import compression as cp
+from labkd import compression_methods as cm
 from labkd import metrics
 from labkd.data import load_data
 from labkd.models import build_model, serialized_size
@@ -32,57 +33,57 @@ def _mlp(hidden=(64, 64)):
 def test_global_pruning_zeroes_the_smallest_weights_of_a_copy():
     model = _mlp()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    pruned = cp.prune_magnitude(model, 0.8)
+    pruned = cm.prune_magnitude(model, 0.8)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the original is untouched"
-    assert cp.weight_sparsity(pruned) == pytest.approx(0.8, abs=1e-3)
+    assert cm.weight_sparsity(pruned) == pytest.approx(0.8, abs=1e-3)
     assert not any(name.endswith("_orig") or name.endswith("_mask") for name in pruned.state_dict())
-    weights = torch.cat([m.weight.detach().flatten() for _, m in cp.compressible_layers(pruned)])
-    originals = torch.cat([m.weight.detach().flatten() for _, m in cp.compressible_layers(model)])
+    weights = torch.cat([m.weight.detach().flatten() for _, m in cm.compressible_layers(pruned)])
+    originals = torch.cat([m.weight.detach().flatten() for _, m in cm.compressible_layers(model)])
     removed = originals[weights == 0].abs()
     assert float(removed.max()) <= float(originals[weights != 0].abs().min())
-    biases = [m.bias for _, m in cp.compressible_layers(pruned)]
+    biases = [m.bias for _, m in cm.compressible_layers(pruned)]
     assert all(bool((b != 0).all()) for b in biases), "biases are not pruned"
 
 
 def test_layer_pruning_gives_every_layer_the_same_sparsity():
-    pruned = cp.prune_magnitude(_mlp(), 0.5, scope="layer")
-    for _, m in cp.compressible_layers(pruned):
+    pruned = cm.prune_magnitude(_mlp(), 0.5, scope="layer")
+    for _, m in cm.compressible_layers(pruned):
         assert float((m.weight == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
-    assert cp.weight_sparsity(cp.prune_magnitude(_mlp(), 0.0)) == 0
+    assert cm.weight_sparsity(cm.prune_magnitude(_mlp(), 0.0)) == 0
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, float("nan"), "0.5", True, 2])
 def test_sparsity_outside_0_1_is_refused(bad):
     with pytest.raises(ValueError, match="sparsity must be a fraction in \\[0, 1\\)"):
-        cp.prune_magnitude(_mlp(), bad)
+        cm.prune_magnitude(_mlp(), bad)
 
 
 def test_bad_arguments_name_the_parameter(data):
     with pytest.raises(ValueError, match="scope"):
-        cp.prune_magnitude(_mlp(), 0.5, scope="rows")
+        cm.prune_magnitude(_mlp(), 0.5, scope="rows")
     with pytest.raises(ValueError, match="method='svd' is unknown"):
-        cp.compress(_mlp(), "svd")
+        cm.compress(_mlp(), "svd")
     for bits in (1, 9, 4.5, True):
         with pytest.raises(ValueError, match="bits must be an integer from 2 to 8"):
-            cp.quantize_weights(_mlp(), bits)
+            cm.quantize_weights(_mlp(), bits)
     with pytest.raises(ValueError, match="runs"):
-        cp.latency_ms(_mlp(), torch.zeros(2, 1, 8, 8), runs=0)
+        cm.latency_ms(_mlp(), torch.zeros(2, 1, 8, 8), runs=0)
     with pytest.raises(ValueError, match="names"):
         cp.train_baselines(data, fast=True, names=["VGG"])
     with pytest.raises(ValueError, match="no Conv2d or Linear"):
-        cp.compressible_layers(torch.nn.ReLU())
+        cm.compressible_layers(torch.nn.ReLU())
 
 
 def test_pruned_dense_file_does_not_shrink_but_the_sparse_encoding_does():
     model = _mlp((256, 256))
     dense = serialized_size(model)
-    assert cp.sparse_size(model) == pytest.approx(dense, rel=0.01), "nothing to gain without zeros"
-    assert cp.stored_size(model) <= dense
-    pruned = cp.prune_magnitude(model, 0.9)
+    assert cm.sparse_size(model) == pytest.approx(dense, rel=0.01), "nothing to gain without zeros"
+    assert cm.stored_size(model) <= dense
+    pruned = cm.prune_magnitude(model, 0.9)
     assert serialized_size(pruned) == pytest.approx(dense, rel=0.01)
     # 10% nonzeros at 6 bytes each: about 15% of the dense 4 bytes per weight
-    assert 0.1 < cp.sparse_size(pruned) / dense < 0.2
-    assert cp.nonzero_parameters(pruned) < 0.15 * cp.num_parameters(pruned)
+    assert 0.1 < cm.sparse_size(pruned) / dense < 0.2
+    assert cm.nonzero_parameters(pruned) < 0.15 * cp.num_parameters(pruned)
 
 
 def test_int8_quantizes_only_linear_layers_without_warnings():
@@ -90,14 +91,14 @@ def test_int8_quantizes_only_linear_layers_without_warnings():
     mlp = _mlp((256, 256))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        q = cp.quantize_int8(mlp)
+        q = cm.quantize_int8(mlp)
         out = metrics.predict_logits(q, x)
     ratio = serialized_size(mlp) / serialized_size(q)
     assert 3.0 < ratio < 4.2, f"int8 weights are a quarter of float32, plus overhead: {ratio:.2f}"
     assert torch.allclose(out, metrics.predict_logits(mlp, x), atol=0.05)
-    assert cp.nonzero_parameters(q) == pytest.approx(cp.num_parameters(mlp), rel=0.01)
+    assert cm.nonzero_parameters(q) == pytest.approx(cp.num_parameters(mlp), rel=0.01)
     cnn = build_model("cnn", (1, 8, 8), channels=(8, 16))
-    qc = cp.quantize_int8(cnn)
+    qc = cm.quantize_int8(cnn)
     assert isinstance(qc.blocks["conv1"][0], torch.nn.Conv2d), "convolutions stay float32"
     assert serialized_size(qc) > 0.8 * serialized_size(cnn)
 
@@ -105,11 +106,11 @@ def test_int8_quantizes_only_linear_layers_without_warnings():
 def test_kbit_codes_pack_into_the_expected_bytes():
     w = torch.randn(5, 7)
     for bits in (2, 3, 4, 8):
-        codes, scale = cp.quantize_tensor(w, bits)
+        codes, scale = cm.quantize_tensor(w, bits)
         levels = 2 ** (bits - 1) - 1
         assert int(codes.abs().max()) == levels and scale.shape == (5,)
         assert torch.allclose(codes.float() * scale[:, None], w, atol=float(scale.max()) / 2 + 1e-6)
-        packed = cp.pack_codes(codes, bits)
+        packed = cm.pack_codes(codes, bits)
         assert packed.dtype == torch.uint8 and packed.numel() == math.ceil(35 * bits / 8)
         bits_flat = np.unpackbits(packed.numpy())[:35 * bits].reshape(35, bits)
         unpacked = (bits_flat * (1 << np.arange(bits - 1, -1, -1))).sum(1) - levels
@@ -118,17 +119,17 @@ def test_kbit_codes_pack_into_the_expected_bytes():
 
 def test_kbit_model_gets_smaller_with_fewer_bits():
     model = _mlp((256, 256))
-    sizes = [cp.stored_size(cp.quantize_weights(model, b)) for b in (8, 4, 2)]
+    sizes = [cm.stored_size(cm.quantize_weights(model, b)) for b in (8, 4, 2)]
     dense = serialized_size(model)
     assert dense / sizes[0] == pytest.approx(4, rel=0.15)
     assert sizes[0] > sizes[1] > sizes[2]
-    q2 = cp.quantize_weights(model, 2)
-    assert all(len(torch.unique(m.weight[0])) <= 3 for _, m in cp.compressible_layers(q2))
+    q2 = cm.quantize_weights(model, 2)
+    assert all(len(torch.unique(m.weight[0])) <= 3 for _, m in cm.compressible_layers(q2))
 
 
 def test_latency_is_positive_and_restores_threads():
     before = torch.get_num_threads()
-    ms = cp.latency_ms(_mlp(), torch.zeros(32, 1, 8, 8), runs=3, threads=1)
+    ms = cm.latency_ms(_mlp(), torch.zeros(32, 1, 8, 8), runs=3, threads=1)
     assert ms > 0 and torch.get_num_threads() == before
 
 
@@ -174,16 +175,16 @@ def test_same_start_proves_identical_initial_weights(data, trained):
 
 def test_batchnorm_recalibration_changes_statistics_not_weights(data):
     cnn = build_model("cnn", (1, 8, 8), channels=(8, 16), seed=0)
-    pruned = cp.prune_magnitude(cnn, 0.5)
+    pruned = cm.prune_magnitude(cnn, 0.5)
     weights = {k: v.clone() for k, v in pruned.state_dict().items() if "running" not in k and "num_batches" not in k}
     x = data.train.x[:300]
-    cp.recalibrate_batchnorm(pruned, x, batch_size=100)
+    cm.recalibrate_batchnorm(pruned, x, batch_size=100)
     bn = pruned.blocks["conv1"][1]
     with torch.no_grad():
         conv_out = pruned.blocks["conv1"][0](x)
     assert torch.allclose(bn.running_mean, conv_out.mean(dim=(0, 2, 3)), atol=1e-4)
     assert bn.momentum == 0.1 and not bn.training and not pruned.training
     assert all(torch.equal(v, pruned.state_dict()[k]) for k, v in weights.items())
-    assert cp.recalibrate_batchnorm(_mlp(), x) is not None  # no batch norm: nothing to do
+    assert cm.recalibrate_batchnorm(_mlp(), x) is not None  # no batch norm: nothing to do
     with pytest.raises(ValueError, match="calibration_images"):
         cp.compression_study(data, {}, {"MLP 32×2": None}, calibration_images=-1)

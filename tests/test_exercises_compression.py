@@ -10,7 +10,7 @@ import torch
 
 from exercise_hints import hint_test
 
-from labkd import compression as cp
+from labkd import compression_methods as cp
 from labkd.exercises import check, get, run_checker
 from labkd.exercises import compression as ex
 from labkd.models import build_model

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from labkd.widgets import compression as wc
-from labkd.widgets.compression import CompressionPanel, synthetic_rows, tradeoff_figure
+from labkd.compression_figures import tradeoff_figure
+from labkd.widgets.compression import CompressionPanel, synthetic_rows
 
 SANITY_MS = 500  # a generous bound: the target is well under 50 ms on a quiet machine
 
@@ -92,7 +93,7 @@ def test_static_figure_and_benchmark_cases(rows):
 
 def test_combination_panel_measures_what_the_student_chose():
     from labkd import build_model
-    from labkd import compression as cp
+    from labkd import compression_methods as cp
     from labkd import data as datasets
     from labkd.widgets.compression import CombinationPanel, synthetic_rows
 

@@ -1,6 +1,5 @@
-"""Figure and panel of lesson 12 (compression): accuracy against size and latency, per method.
+"""Panels of lesson 12 (compression): accuracy against size and latency, per method.
 
->>> tradeoff_figure(rows)                       # every variant; stored bytes on a log axis
 >>> panel = CompressionPanel(rows)              # method drop-down, strength slider, size measure
 >>> panel.select("prune", 0.9)                  # what the slider does: highlight, arrows, read-out
 >>> CombinationPanel(models, data, rows)        # a combination of your own: prune, then store, then measure
@@ -19,109 +18,12 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from labkd.compression import METHODS, MODELS, SIZE_MEASURES, STRENGTH, check_method, select, strengths
+from labkd.compression import MODELS, select, strengths
+from labkd.compression_methods import FORMATS, METHODS, SIZE_MEASURES, STRENGTH, check_method, check_sparsity, combine, measure
+from labkd.compression_figures import add_traces, check_rows, check_size, fill_traces, tradeoff_figure
 from labkd.widgets import Panel, figure_widget
 
-COLOURS = {"teacher": "#7f7f7f", "float32": "#1f77b4", "int8": "#ff7f0e", "kbit": "#bcbd22", "prune": "#2ca02c",
-           "distil": "#d62728", "distil+int8": "#9467bd", "distil+prune": "#8c564b"}
-SYMBOLS = {"MLP": "circle", "CNN": "square", "ResNet": "diamond", "student": "circle", "teacher": "star"}
 NO_STRENGTH = "—"
-
-
-def _method_of(row: Mapping) -> str:
-    return "teacher" if row["family"] == "teacher" else row["method"]
-
-
-def _check_rows(rows: Sequence[Mapping]) -> list[Mapping]:
-    rows = list(rows)
-    if not rows:
-        raise ValueError("rows is empty: run labkd.compression.compression_study first")
-    needed = {"model", "family", "method", "strength", "label", "parent", "test_acc", "stored_bytes", "dense_bytes",
-              "nonzero", "latency_ms"}
-    missing = needed - set(rows[0])
-    if missing:
-        raise ValueError(f"rows lack the column(s) {sorted(missing)}; use compression_study rows")
-    return rows
-
-
-def _check_size(size: str) -> str:
-    if size not in SIZE_MEASURES:
-        raise ValueError(f"size={size!r} is unknown; expected one of {list(SIZE_MEASURES)}")
-    return size
-
-
-def _add_traces(fig: go.Figure, rows: Sequence[Mapping]) -> list[str]:
-    """Background traces (one per method and panel), then arrows and highlight (left, right).
-    Returns the methods in trace order."""
-    groups = list(dict.fromkeys(_method_of(r) for r in rows))
-    hover = "%{text}<br>%{y:.2%}<extra></extra>"
-    for m in groups:
-        for col in (1, 2):
-            fig.add_trace(go.Scatter(mode="markers", name=m, legendgroup=m, showlegend=col == 1, hovertemplate=hover,
-                                     marker=dict(color=COLOURS.get(m, "#333"), size=8, opacity=0.45,
-                                                 line=dict(width=0))), row=1, col=col)
-    for col in (1, 2):
-        fig.add_trace(go.Scatter(mode="lines", name="compressed from", showlegend=col == 1, hoverinfo="skip",
-                                 line=dict(color="#444", width=1.5, dash="dot")), row=1, col=col)
-    for col in (1, 2):
-        fig.add_trace(go.Scatter(mode="markers", name="selected", showlegend=col == 1, hovertemplate=hover,
-                                 marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(color="black", width=2.5))),
-                      row=1, col=col)
-    fig.update_xaxes(type="log", row=1, col=1)
-    fig.update_xaxes(type="log", title_text="CPU latency per batch, ms (log)", row=1, col=2)
-    fig.update_yaxes(tickformat=".1%", title_text="test accuracy", row=1, col=1)
-    fig.update_layout(height=470, margin=dict(l=60, r=20, t=40, b=60), legend=dict(orientation="h", y=-0.2))
-    return groups
-
-
-def _fill(fig: go.Figure, rows: Sequence[Mapping], groups: Sequence[str], size: str,
-          chosen: Sequence[Mapping], background: str = "all") -> None:
-    """Put the rows into the traces of ``fig`` in place (one batch update for a FigureWidget).
-    ``background``: "all" draws every variant, "size" only moves them along the size axis,
-    "none" leaves them (a slider move only changes the highlight)."""
-    by_label = {r["label"]: r for r in rows}
-    n = len(groups)
-
-    def xs(rs, key):
-        return [r[key] for r in rs]
-
-    if background in ("all", "size"):
-        for i, m in enumerate(groups):
-            mine = [r for r in rows if _method_of(r) == m]
-            fig.data[2 * i].x = xs(mine, size)
-            if background == "size":
-                continue
-            for col, key in ((0, size), (1, "latency_ms")):
-                trace = fig.data[2 * i + col]
-                trace.x, trace.y, trace.text = xs(mine, key), xs(mine, "test_acc"), xs(mine, "label")
-                trace.marker.symbol = [SYMBOLS.get(r["family"], "circle") for r in mine]
-    for col, key in ((0, size), (1, "latency_ms")):
-        seg_x, seg_y = [], []
-        for r in chosen:
-            parent = by_label.get(r["parent"]) if r["parent"] else None
-            if parent is not None and parent[key] is not None and r[key] is not None:
-                seg_x += [parent[key], r[key], None]
-                seg_y += [parent["test_acc"], r["test_acc"], None]
-        fig.data[2 * n + col].x, fig.data[2 * n + col].y = seg_x, seg_y
-        hi = fig.data[2 * n + 2 + col]
-        hi.x, hi.y, hi.text = xs(chosen, key), xs(chosen, "test_acc"), xs(chosen, "label")
-    fig.layout.xaxis.title.text = f"{SIZE_MEASURES[size]} (log)"
-
-
-def tradeoff_figure(rows: Sequence[Mapping], size: str = "stored_bytes", method: str | None = None,
-                    strength: object = None) -> go.Figure:
-    """Accuracy against model size (left; ``size`` is a key of :data:`SIZE_MEASURES`) and
-    against CPU latency per batch (right), every variant coloured by method, marker shape by
-    family. With ``method`` (and ``strength``) those variants are circled, with a dotted line
-    from the model each was compressed from."""
-    rows = _check_rows(rows)
-    size = _check_size(size)
-    fig = go.Figure(make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                                  subplot_titles=("accuracy vs size", "accuracy vs latency")))
-    groups = _add_traces(fig, rows)
-    chosen = [] if method is None else select(rows, method, strength)
-    _fill(fig, rows, groups, size, chosen)
-    return fig
 
 
 def _strength_label(method: str, value: object) -> str:
@@ -142,7 +44,7 @@ class CompressionPanel(Panel):
     """
 
     def __init__(self, rows: Sequence[Mapping], size: str = "stored_bytes", method: str = "prune") -> None:
-        self.rows = _check_rows(rows)
+        self.rows = check_rows(rows)
         self.methods = [m for m in METHODS if any(r["method"] == m for r in self.rows)]
         if check_method(method) not in self.methods:
             method = self.methods[0]
@@ -151,7 +53,7 @@ class CompressionPanel(Panel):
                                               layout=widgets.Layout(width="560px"))
         self.strength = widgets.SelectionSlider(options=[NO_STRENGTH], description="strength",
                                                 continuous_update=True, layout=widgets.Layout(width="420px"))
-        self.size_picker = widgets.Dropdown(options=[(v, k) for k, v in SIZE_MEASURES.items()], value=_check_size(size),
+        self.size_picker = widgets.Dropdown(options=[(v, k) for k, v in SIZE_MEASURES.items()], value=check_size(size),
                                             description="size", layout=widgets.Layout(width="420px"))
         self.readout = widgets.HTML()
         for control, name in ((self.method_picker, "method"), (self.strength, "strength"), (self.size_picker, "size")):
@@ -160,7 +62,7 @@ class CompressionPanel(Panel):
         fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                             subplot_titles=("accuracy vs size", "accuracy vs latency"))
         self.figure = figure_widget(fig)
-        self.groups = _add_traces(self.figure, self.rows)
+        self.groups = add_traces(self.figure, self.rows)
         self._drawn_size: str | None = None
         self._muted = False
         self._set_strength_options()
@@ -222,7 +124,7 @@ class CompressionPanel(Panel):
         if method not in self.methods:
             raise ValueError(f"method={method!r} was not measured in these rows; measured: {self.methods}")
         if size is not None:
-            self.size_picker.value = _check_size(size)
+            self.size_picker.value = check_size(size)
         if method != self.method:
             self.method_picker.value = method
         if strength is not None:
@@ -236,7 +138,7 @@ class CompressionPanel(Panel):
         chosen = self.chosen()
         with self.figure.batch_update():
             redraw = "all" if self._drawn_size is None else "size" if self._drawn_size != self.size else "none"
-            _fill(self.figure, self.rows, self.groups, self.size, chosen, background=redraw)
+            fill_traces(self.figure, self.rows, self.groups, self.size, chosen, background=redraw)
         self._drawn_size = self.size
         self.readout.value = readout_html(self.rows, chosen, self.method, self.value)
 
@@ -275,8 +177,6 @@ class CombinationPanel(Panel):
 
     def __init__(self, models: Mapping, data, rows: Sequence[Mapping] = (), latency_batch_size: int = 256,
                  runs: int = 3, threads: int = 1, calibration_images: int = 2000) -> None:
-        from labkd.compression import FORMATS
-
         if not models:
             raise ValueError("models is empty: give {name: trained model} to choose from")
         self.models = {name: getattr(m, "model", m) for name, m in models.items()}
@@ -317,8 +217,6 @@ class CombinationPanel(Panel):
 
     def select(self, model: str | None = None, sparsity: float | None = None, number_format: str | None = None) -> None:
         """Set the controls (nothing is measured until :meth:`measure`)."""
-        from labkd.compression import FORMATS, check_sparsity
-
         if model is not None and model not in self.models:
             raise ValueError(f"model={model!r} is unknown; choose one of {list(self.models)}")
         if number_format is not None and number_format not in FORMATS:
@@ -348,8 +246,6 @@ class CombinationPanel(Panel):
         return self.measured[-1]
 
     def _measure(self) -> None:
-        from labkd.compression import combine, measure
-
         base = self.models[self.model_picker.value]
         variant = combine(base, self.sparsity.value, self.number_format.value, self.calibration)
         row = {"label": self.label(), **measure(variant, self.data, self.batch, runs=self.runs, threads=self.threads)}
