@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from labkd import load_data, metrics, train_model
 from labkd import specialists as sp
+from labkd import specialists_combine as spc
 from labkd.exercises.ensembles import dustbin_labels as reference_dustbin_labels
 
 HIDDEN = (32, 32)
@@ -29,25 +30,25 @@ def generalist(data):
 
 def test_prediction_covariance_matches_numpy():
     probs = torch.softmax(torch.randn(50, 4, generator=torch.Generator().manual_seed(0)), 1)
-    cov = sp.prediction_covariance(probs)
+    cov = spc.prediction_covariance(probs)
     assert torch.allclose(cov, torch.from_numpy(__import__("numpy").cov(probs.numpy().T)).float(), atol=1e-6)
     assert torch.allclose(cov, cov.T)
     with pytest.raises(ValueError, match="at least 2 rows"):
-        sp.prediction_covariance(probs[:1])
+        spc.prediction_covariance(probs[:1])
 
 
 def test_kmeans_finds_obvious_clusters_and_is_seeded():
     gen = torch.Generator().manual_seed(1)
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     points = torch.cat([c + 0.1 * torch.randn(5, 2, generator=gen) for c in centres])
-    labels = sp.kmeans(points, 3, seed=0)
+    labels = spc.kmeans(points, 3, seed=0)
     assert labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
-    assert torch.equal(sp.kmeans(points, 3, seed=4), labels)  # numbering by first point: same partition, same ids
-    assert sp.kmeans(points, 1).tolist() == [0] * 15
+    assert torch.equal(spc.kmeans(points, 3, seed=4), labels)  # numbering by first point: same partition, same ids
+    assert spc.kmeans(points, 1).tolist() == [0] * 15
     with pytest.raises(ValueError, match="k must be"):
-        sp.kmeans(points, 0)
+        spc.kmeans(points, 0)
     with pytest.raises(ValueError, match="k must be"):
-        sp.kmeans(points, 16)
+        spc.kmeans(points, 16)
 
 
 def test_cluster_classes_groups_classes_predicted_together():
@@ -65,11 +66,11 @@ def test_cluster_classes_groups_classes_predicted_together():
         else:
             row[4] = 1.0
         rows.append(row)
-    groups = sp.cluster_classes(torch.tensor(rows), 3, seed=0)
+    groups = spc.cluster_classes(torch.tensor(rows), 3, seed=0)
     assert groups == [[0, 1], [2, 3], [4]]
-    assert sp.cluster_order(groups) == [0, 1, 2, 3, 4]
+    assert spc.cluster_order(groups) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="n_clusters"):
-        sp.cluster_classes(torch.tensor(rows), 6)
+        spc.cluster_classes(torch.tensor(rows), 6)
 
 
 def test_dustbin_labels_matches_the_exercise_reference():
@@ -117,58 +118,58 @@ def test_combine_keeps_the_generalist_without_specialists_or_when_they_agree():
     p_g = torch.softmax(torch.randn(6, 5, generator=gen), 1)
     groups = [[0, 1]]
     agreeing = torch.cat([p_g[:, :2], p_g[:, 2:].sum(1, keepdim=True)], 1)
-    q = sp.combine(p_g, [agreeing], groups, active=torch.ones(6, 1, dtype=torch.bool))
+    q = spc.combine(p_g, [agreeing], groups, active=torch.ones(6, 1, dtype=torch.bool))
     assert torch.allclose(q, p_g, atol=1e-3)
-    off = sp.combine(p_g, [agreeing], groups, active=torch.zeros(6, 1, dtype=torch.bool))
+    off = spc.combine(p_g, [agreeing], groups, active=torch.zeros(6, 1, dtype=torch.bool))
     assert torch.equal(off, p_g)
 
 
 def test_combine_moves_probability_towards_the_specialist():
     p_g = torch.tensor([[0.45, 0.40, 0.05, 0.05, 0.05]])
     p_m = torch.tensor([[0.05, 0.85, 0.10]])  # the specialist on classes 0, 1 is sure it is class 1
-    q = sp.combine(p_g, [p_m], [[0, 1]], active=torch.ones(1, 1, dtype=torch.bool), steps=500)
+    q = spc.combine(p_g, [p_m], [[0, 1]], active=torch.ones(1, 1, dtype=torch.bool), steps=500)
     assert int(q.argmax()) == 1 and float(q.sum()) == pytest.approx(1.0, abs=1e-5)
     # q is a minimum: the objective's gradient there is ~0 and random nudges do not lower it
     z = torch.log(q.double()).requires_grad_(True)
-    obj = sp.combination_objective(z, p_g.double(), [p_m.double()], [[0, 1]], torch.ones(1, 1, dtype=torch.bool))
+    obj = spc.combination_objective(z, p_g.double(), [p_m.double()], [[0, 1]], torch.ones(1, 1, dtype=torch.bool))
     (grad,) = torch.autograd.grad(obj.sum(), z)
     assert float(grad.abs().max()) < 1e-3
     for k in range(5):
         nudge = 0.05 * torch.randn(1, 5, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
-        worse = sp.combination_objective(z.detach() + nudge, p_g.double(), [p_m.double()], [[0, 1]],
+        worse = spc.combination_objective(z.detach() + nudge, p_g.double(), [p_m.double()], [[0, 1]],
                                          torch.ones(1, 1, dtype=torch.bool))
         assert float(worse) >= float(obj.detach()) - 1e-9
 
 
 def test_coarse_log_probs_sums_the_other_classes():
     log_q = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]]))
-    out = sp.coarse_log_probs(log_q, [2, 0]).exp()
+    out = spc.coarse_log_probs(log_q, [2, 0]).exp()
     assert torch.allclose(out, torch.tensor([[0.3, 0.1, 0.6]]))
 
 
 def test_active_specialists():
     p_g = torch.tensor([[0.6, 0.3, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4]])
     groups = [[0, 2], [3]]
-    assert sp.active_specialists(p_g, groups, top_n=1).tolist() == [[True, False], [False, True]]
-    assert sp.active_specialists(p_g, groups, top_n=2).tolist() == [[True, False], [True, True]]
+    assert spc.active_specialists(p_g, groups, top_n=1).tolist() == [[True, False], [False, True]]
+    assert spc.active_specialists(p_g, groups, top_n=2).tolist() == [[True, False], [True, True]]
     with pytest.raises(ValueError, match="top_n"):
-        sp.active_specialists(p_g, groups, top_n=0)
+        spc.active_specialists(p_g, groups, top_n=0)
 
 
 def test_combine_validates():
     p_g = torch.softmax(torch.randn(3, 4), 1)
     with pytest.raises(ValueError, match="one probability table per specialist"):
-        sp.combine(p_g, [], [[0, 1]])
+        spc.combine(p_g, [], [[0, 1]])
     with pytest.raises(ValueError, match=r"shape \(3, 3\)"):
-        sp.combine(p_g, [torch.full((3, 4), 0.25)], [[0, 1]])
+        spc.combine(p_g, [torch.full((3, 4), 0.25)], [[0, 1]])
     with pytest.raises(ValueError, match="probabilities"):
-        sp.combine(-p_g, [torch.full((3, 3), 1 / 3)], [[0, 1]])
+        spc.combine(-p_g, [torch.full((3, 3), 1 / 3)], [[0, 1]])
 
 
 def test_a_whole_run(data, generalist):
     config = sp.RECIPES("specialist", fast=True).replace(batch_size=32)
     run = sp.run_specialists(data, generalist, 3, config, steps=100, progress=False, model=SMALL)
-    assert sorted(sp.cluster_order(run.groups)) == list(range(10))
+    assert sorted(spc.cluster_order(run.groups)) == list(range(10))
     assert all(len(s.classes) >= 2 for s in run.specialists)
     assert run.combined_probs.shape == run.generalist_probs.shape == (len(data.test), 10)
     assert torch.allclose(run.combined_probs.sum(1), torch.ones(len(data.test)), atol=1e-4)

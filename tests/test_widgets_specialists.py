@@ -8,10 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkd.specialists import cluster_classes
-from labkd.widgets.specialists import (
-    ClusterPanel, CombinationPanel, _synthetic, benchmark_cases, covariance_heatmap,
-)
+from labkd.specialists_combine import cluster_classes
+from labkd.specialists_figures import covariance_heatmap
+from labkd.widgets.specialists import ClusterPanel, CombinationPanel, _synthetic, benchmark_cases
 
 SANITY_MS = 1000  # far above the 50 ms target: only catches a callback that trains or loops badly
 

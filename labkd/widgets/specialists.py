@@ -19,48 +19,13 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from labkd.specialists import DUSTBIN, SpecialistRun, cluster_classes, cluster_order, prediction_covariance
+from labkd.specialists import DUSTBIN, SpecialistRun
+from labkd.specialists_combine import cluster_classes, prediction_covariance
+from labkd.specialists_figures import covariance_heatmap, heatmap_values
 from labkd.widgets import Panel, figure_widget
 
 COLOURS = {"generalist": "#7f7f7f", "combined": "#2ca02c"}
 SPECIALIST_COLOURS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-
-
-def _heatmap_values(cov: Tensor, groups: Sequence[Sequence[int]], class_names: Sequence[str]) -> dict:
-    order = cluster_order(groups)
-    z: list[list[float | None]] = cov[order][:, order].tolist()
-    for i in range(len(z)):  # each class's own variance dwarfs the rest and is not what k-means uses
-        z[i][i] = None  # None, not NaN: a FigureWidget's messages must be valid JSON
-    names = [class_names[c] for c in order]
-    box_x: list[float | None] = []
-    box_y: list[float | None] = []
-    start = 0
-    for g in groups:  # a box around each cluster's diagonal block, as one line trace (cheaper than shapes)
-        a, b = start - 0.5, start + len(g) - 0.5
-        box_x += [a, b, b, a, a, None]
-        box_y += [a, a, b, b, a, None]
-        start += len(g)
-    return {"z": z, "names": names, "box_x": box_x, "box_y": box_y}
-
-
-def covariance_heatmap(cov: Tensor, groups: Sequence[Sequence[int]], class_names: Sequence[str]) -> go.Figure:
-    """Heatmap of a (C, C) prediction covariance without its diagonal (left blank), classes
-    ordered by cluster, a box around each cluster."""
-    v = _heatmap_values(cov, groups, class_names)
-    fig = go.Figure(go.Heatmap(z=v["z"], x=list(range(len(v["names"]))), y=list(range(len(v["names"]))),
-                               colorscale="RdBu", zmid=0, colorbar=dict(title="covariance")))
-    fig.add_trace(go.Scatter(x=v["box_x"], y=v["box_y"], mode="lines", line=dict(color="black", width=2),
-                             hoverinfo="skip", showlegend=False, name="clusters"))
-    fig.update_layout(height=480, width=560, margin=dict(l=110, r=10, t=50, b=110),
-                      title=f"Covariance of the generalist's predictions (off-diagonal), {len(groups)} clusters")
-    _axis_labels(fig, v["names"])
-    return fig
-
-
-def _axis_labels(fig: go.Figure, names: Sequence[str]) -> None:
-    ticks = dict(tickmode="array", tickvals=list(range(len(names))), ticktext=list(names))
-    fig.update_xaxes(**ticks, tickangle=-45)
-    fig.update_yaxes(**ticks, autorange="reversed")
 
 
 class ClusterPanel(Panel):
@@ -82,7 +47,7 @@ class ClusterPanel(Panel):
             raise ValueError(f"k={k} is not among k_values {ks}")
         self.covariance = prediction_covariance(probs)
         self.groups = {int(v): cluster_classes(probs, int(v), seed=seed) for v in ks}
-        self.values = {v: _heatmap_values(self.covariance, g, self.class_names) for v, g in self.groups.items()}
+        self.values = {v: heatmap_values(self.covariance, g, self.class_names) for v, g in self.groups.items()}
         self.slider = widgets.SelectionSlider(options=ks, value=k, description="clusters K",
                                               continuous_update=True, layout=widgets.Layout(width="420px"))
         self.text = widgets.HTML()
