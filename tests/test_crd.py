@@ -220,7 +220,7 @@ def test_objective_builds_heads_and_banks_and_returns_a_scalar(digits):
     index = torch.arange(16)
     step = step_for(student, teacher, digits, index, cfg)
     loss = objective(step)
-    assert loss.ndim == 0 and math.isfinite(float(loss)) and "crd_loss" in step.log
+    assert loss.ndim == 0 and math.isfinite(float(loss.detach())) and "crd_loss" in step.log
     loss.backward()
     assert student.blocks["conv3"][0].weight.grad is not None, "the contrastive term trains the student"
     assert all(p.grad is None for p in teacher.parameters()), "the teacher stays frozen"
@@ -240,8 +240,8 @@ def test_alpha_and_beta_weigh_the_two_terms(digits):
 
     step = parts["kd"][2]
     kd = losses.distillation_loss(step.student_logits, step.teacher_logits, step.labels, 4.0, 0.9)
-    assert parts["kd"][0] == pytest.approx(float(kd), rel=1e-5)
-    assert parts["ce"][0] == pytest.approx(float(F.cross_entropy(step.student_logits, step.labels)), rel=1e-5)
+    assert parts["kd"][0] == pytest.approx(float(kd.detach()), rel=1e-5)
+    assert parts["ce"][0] == pytest.approx(float(F.cross_entropy(step.student_logits, step.labels).detach()), rel=1e-5)
     assert parts["both"][0] == pytest.approx(parts["kd"][0] + 0.5 * parts["both"][1], rel=1e-5)
 
 
@@ -262,3 +262,23 @@ def test_same_seed_same_heads_and_banks(digits):
     c = objectives.prepare(config(seed=4), student, teacher, digits).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["contrast.memory.student"], c["contrast.memory.student"])
+
+
+def test_train_model_round_trip_restores_heads_and_banks(digits, tmp_path, monkeypatch):
+    from labkd.experiments import train_model
+
+    monkeypatch.setenv("LABKD_CACHE", str(tmp_path))
+    teacher = train_model("cnn", digits, TrainConfig(epochs=1, batch_size=32), channels=(16, 32, 64), progress=False)
+    cfg = config(epochs=2)
+    trained = train_model("cnn", digits, cfg, teacher=teacher, channels=(8, 16, 32), progress=False)
+    row = trained.history[-1]
+    assert not trained.cached and math.isfinite(row["loss"]) and math.isfinite(row["crd_loss"])
+    state = trained.objective.state_dict()
+    start = objectives.prepare(cfg, networks(digits)[0], teacher.model, digits).state_dict()
+    assert not torch.equal(state["contrast.memory.student"], start["contrast.memory.student"]), "the banks moved"
+    assert not torch.equal(state["contrast.embed_student.linear.weight"], start["contrast.embed_student.linear.weight"])
+    assert (state["contrast.memory.z"] > 0).all()
+    again = train_model("cnn", digits, cfg, teacher=teacher, channels=(8, 16, 32), progress=False)
+    assert again.cached and isinstance(again.objective, crd.CRD)
+    assert all(torch.equal(v, again.objective.state_dict()[k]) for k, v in state.items())
+    assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in trained.model.state_dict().items())

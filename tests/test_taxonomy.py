@@ -1,4 +1,5 @@
-"""Lesson 11 and 13's library: the ``feature_kd`` objective of ``fit`` and labkd.taxonomy.
+"""Lesson 11 and 13's library: the ``feature_kd`` objective of ``fit``, labkd.taxonomy (with its
+``taxonomy_results`` and ``taxonomy_figures``) and lesson 13's labkd.where_next.
 
 Everything runs on the 8x8 digits with the lesson's CNNs (their last layers give 2x2 maps there),
 one or two epochs, so the file stays fast. No test asserts a measured accuracy.
@@ -13,7 +14,7 @@ import math
 import pytest
 import torch
 
-from labkd import feature_losses, stats, taxonomy
+from labkd import feature_losses, stats, taxonomy, taxonomy_figures, taxonomy_results, where_next
 from labkd.data import load_data
 from labkd.train import TrainConfig, fit
 
@@ -55,7 +56,7 @@ def student(data, seed: int = 0):
     ({"feature_weight": float("nan")}, "feature_weight"),
     ({"hint_layer": None}, "hint_layer"),
     ({"guided_layer": None}, "guided_layer"),
-    ({"loss": "distillation"}, "only used with loss='feature_kd'"),
+    ({"loss": "distillation"}, "is only used with loss="),
 ])
 def test_config_rejects_bad_feature_settings(changes, word):
     with pytest.raises(ValueError, match=word.replace("(", r"\(").replace("[", r"\[")):
@@ -206,7 +207,21 @@ def test_select_settings_keeps_the_best_validation_setting(students, teacher):
     assert sel.settings == {"labels only": {}, "KD": best}
     table = sel.table()
     assert [r["chosen"] for r in table].count("✓") == 2 and all(r["seeds"] == 2 for r in table)
-    assert len(taxonomy.selection_figure(sel).data) == 2
+    assert len(taxonomy_figures.selection_figure(sel).data) == 2
+
+
+def test_kd_based_methods_start_from_kds_chosen_settings(digits, teacher):
+    crd_students = taxonomy.student_data(digits, dataclasses.replace(FAST, n_train=300))  # > CRD's 256 negatives
+    grid = {"KD": ({"temperature": 2.0, "alpha": 0.5}, {"temperature": 8.0, "alpha": 0.9}),
+            "CRD + KD": ({"feature_weight": 0.5},)}
+    sel = taxonomy.select_settings(crd_students, teacher, FAST, ["KD", "CRD + KD"], grid=grid, progress=False)
+    assert sel.settings["CRD + KD"] == {**sel.settings["KD"], "feature_weight": 0.5}
+    crd_row = [r for r in sel.rows if r["method"] == "CRD + KD"][0]
+    assert crd_row["setting"] == taxonomy.setting_label({**sel.settings["KD"], "feature_weight": 0.5})
+    alone = taxonomy.select_settings(crd_students, teacher, FAST, ["CRD + KD"], grid=grid, progress=False)
+    assert alone.settings["CRD + KD"] == {"feature_weight": 0.5}  # without KD: the recipe's T and α
+    cfg = taxonomy.METHODS["CRD + KD"].config(FAST.student, alone.settings["CRD + KD"])
+    assert (cfg.loss, cfg.alpha, cfg.feature_weight, cfg.hint_layer) == ("crd", 0.9, 0.5, taxonomy.HINT_LAYER)
 
 
 def test_select_settings_rejects_bad_grids(students, teacher):
@@ -232,7 +247,7 @@ def test_rows_pair_the_methods_of_each_seed(rows, students, teacher, digits):
     assert [(r["method"], r["seed"]) for r in rows] == [(m, s) for s in (100, 101) for m in ("labels only", "KD", "AT")]
     for seed in (100, 101):
         assert len({r["start_norm"] for r in rows if r["seed"] == seed}) == 1  # the same initial weights
-    assert all("identical" in line for line in taxonomy.same_start(rows))
+    assert all("identical" in line for line in taxonomy_results.same_start(rows))
     for r in rows:
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["agreement"] <= 1 and len(r["curve"]) == FAST.student.epochs
         assert set(taxonomy.PROBES) <= set(r)
@@ -242,7 +257,7 @@ def test_rows_pair_the_methods_of_each_seed(rows, students, teacher, digits):
 
 
 def test_claims_summary_and_findings(rows, teacher, digits):
-    found = taxonomy.claims(rows)
+    found = taxonomy_results.claims(rows)
     assert [c.treatment for c in found] == ["KD", "AT"]  # RKD was not run: its claim is left out
     assert found[0].claim.startswith("(11a)") and found[1].claim.startswith("(11b)")
     assert found[0].expected == 1 and found[1].expected == 0
@@ -252,16 +267,16 @@ def test_claims_summary_and_findings(rows, teacher, digits):
     kd = {r["seed"]: r["accuracy"] for r in rows if r["method"] == "KD"}
     labels = {r["seed"]: r["accuracy"] for r in rows if r["method"] == "labels only"}
     assert found[0].delta == pytest.approx(sum(kd[s] - labels[s] for s in kd) / 2)
-    table = taxonomy.summary(rows)
+    table = taxonomy_results.summary(rows)
     assert table[2]["family"] == "feature" and "±" in table[2]["test accuracy"]
-    assert taxonomy.PROBES["kl"] not in taxonomy.summary(rows, probes=False)[0]
-    lines = taxonomy.findings(rows, found, taxonomy.test_accuracy(teacher, digits.test), run=FAST, fast=True)
+    assert taxonomy.PROBES["kl"] not in taxonomy_results.summary(rows, probes=False)[0]
+    lines = taxonomy_results.findings(rows, found, taxonomy.test_accuracy(teacher, digits.test), run=FAST, fast=True)
     assert any("(11a)" in line and "not shown" in line for line in lines)
-    assert len(taxonomy.comparison_figure(rows, 0.9).data) == 3 * 4 + 2 * 2
-    assert len(taxonomy.match_figure(rows).data[0].z) == 3
-    results = taxonomy.key_results(rows)
+    assert len(taxonomy_figures.comparison_figure(rows, 0.9).data) == 3 * 4 + 2 * 2
+    assert len(taxonomy_figures.match_figure(rows).data[0].z) == 3
+    results = taxonomy_results.key_results(rows)
     assert results["at_test_accuracy_pct"] == round(100 * sum(r["accuracy"] for r in rows[2::3]) / 2, 2)
-    assert taxonomy.best_method(rows) in ("labels only", "KD", "AT")
+    assert taxonomy_results.best_method(rows) in ("labels only", "KD", "AT")
 
 
 def _synthetic(kd_gain: float, at_gap: float, noise: float = 0.001) -> list[dict]:
@@ -274,14 +289,14 @@ def _synthetic(kd_gain: float, at_gap: float, noise: float = 0.001) -> list[dict
 
 
 def test_claims_follow_the_stats_rule():
-    clear, within = taxonomy.claims(_synthetic(0.02, 0.0))
+    clear, within = taxonomy_results.claims(_synthetic(0.02, 0.0))
     assert clear.shown and clear.delta == pytest.approx(0.02)
     assert not within.shown  # AT equals KD up to seed noise
-    _, worse = taxonomy.claims(_synthetic(0.02, -0.01))
+    _, worse = taxonomy_results.claims(_synthetic(0.02, -0.01))
     assert worse.shown and worse.delta < 0, "11b counts a difference of either sign"
-    none, _ = taxonomy.claims(_synthetic(-0.02, 0.0))
+    none, _ = taxonomy_results.claims(_synthetic(-0.02, 0.0))
     assert not none.shown and "opposite sign" in none.verdict
-    lines = taxonomy.findings(_synthetic(0.02, -0.01), taxonomy.claims(_synthetic(0.02, -0.01)), 0.9)
+    lines = taxonomy_results.findings(_synthetic(0.02, -0.01), taxonomy_results.claims(_synthetic(0.02, -0.01)), 0.9)
     assert any("AT does worse than KD" in line for line in lines)
     assert any("KD helps" in line for line in lines)
 
@@ -296,12 +311,12 @@ def test_bad_arguments_of_the_comparison(students, teacher):
     with pytest.raises(ValueError, match="repeats"):
         taxonomy.train_students(students, teacher, ["KD"], [100, 100], FAST.student)
     with pytest.raises(ValueError, match="no seed on which both"):
-        taxonomy.claims([{"method": "KD", "seed": 1, "accuracy": 0.9, "seconds": 1},
+        taxonomy_results.claims([{"method": "KD", "seed": 1, "accuracy": 0.9, "seconds": 1},
                          {"method": "labels only", "seed": 2, "accuracy": 0.8, "seconds": 1}])
     with pytest.raises(ValueError, match="rows is empty"):
-        taxonomy.findings([], [], 0.9)
+        taxonomy_results.findings([], [], 0.9)
     with pytest.raises(ValueError, match="probe_name"):
-        taxonomy.closest_method([], "angles")
+        taxonomy_results.closest_method([], "angles")
 
 
 # --- what each student learned -------------------------------------------------------------------
@@ -320,50 +335,54 @@ def test_probe_is_zero_for_the_teacher_itself(digits, teacher):
 
 
 def test_relation_snapshot_and_attention_figure(digits, teacher):
-    snap = taxonomy.relation_snapshot(teacher, {"KD": student(digits)}, digits, per_class=1)
+    snap = taxonomy_figures.relation_snapshot(teacher, {"KD": student(digits)}, digits, per_class=1)
     assert snap.labels.tolist() == list(range(10)) and snap.methods == ["KD"]
     assert snap.distances["teacher"].shape == (10, 10)
-    fig = taxonomy.attention_figure(teacher, digits.test.x[:2])
+    fig = taxonomy_figures.attention_figure(teacher, digits.test.x[:2])
     assert len(fig.data) == 2 * (1 + len(teacher.model.feature_names))
     with pytest.raises(ValueError, match="students is empty"):
-        taxonomy.relation_snapshot(teacher, {}, digits)
+        taxonomy_figures.relation_snapshot(teacher, {}, digits)
 
 
 # --- lesson 13 ---------------------------------------------------------------------------------
 
 
-def test_course_methods_list_every_registered_loss():
-    from labkd import losses
+def test_course_methods_list_every_registered_objective_and_feature_loss():
+    from labkd import objectives
 
-    names = [r["loss"] for r in taxonomy.course_methods()]
-    assert names == [*losses.LOSSES, *feature_losses.FEATURE_LOSSES]
-    for row in taxonomy.course_methods():
+    names = [r["loss"] for r in where_next.course_methods()]
+    assert names == [*objectives.OBJECTIVES, *feature_losses.FEATURE_LOSSES]
+    assert "crd" in names and all(r["lessons"] for r in where_next.course_methods())
+    for row in where_next.course_methods():
         assert row["in fit"].startswith("TrainConfig(loss=")
-    for row in taxonomy.LITERATURE:
+    for row in where_next.LITERATURE:
         assert row["url"].startswith("https://arxiv.org/abs/") and row["in labkd"]
 
 
 def test_recorded_results_and_retention(tmp_path):
-    assert taxonomy.recorded_results(tmp_path / "missing") == {}
+    assert where_next.recorded_results(tmp_path / "missing") == {}
     (tmp_path / "03_fitnets_hints.results.json").write_text(json.dumps(
         {"teacher_accuracy": 0.98, "kd_test_error_pct": 2.5, "notebook_seconds": 30}))
     (tmp_path / "11_kd_taxonomy.results.json").write_text(json.dumps(
         {"teacher_accuracy": 0.99, "rkd_test_accuracy_pct": 97.02, "closest_in_kl": "KD"}))
     (tmp_path / "12_broken.results.json").write_text("{not json")
-    found = taxonomy.recorded_results(tmp_path)
+    found = where_next.recorded_results(tmp_path)
     assert sorted(found) == ["03_fitnets_hints", "11_kd_taxonomy"]
-    kept = {(r["notebook"], r["student"]): r["retained %"] for r in taxonomy.retention(found)}
+    kept = {(r["notebook"], r["student"]): r["retained %"] for r in where_next.retention(found)}
     assert kept == {("03_fitnets_hints", "kd"): pytest.approx(99.5, abs=0.05),
                     ("11_kd_taxonomy", "rkd"): pytest.approx(98.0, abs=0.05)}
-    assert {r["result"] for r in taxonomy.results_table(found)} == {"teacher_accuracy", "kd_test_error_pct",
+    assert {r["result"] for r in where_next.results_table(found)} == {"teacher_accuracy", "kd_test_error_pct",
                                                                      "rkd_test_accuracy_pct"}
 
 
 def test_speed_table(digits):
     pairs = {"tiny": (taxonomy.build_teacher(digits), taxonomy.build_student(digits))}
-    (row,) = taxonomy.speed_table(pairs, repeats=1)
+    (row,) = where_next.speed_table(pairs, repeats=1)
     assert row["student params"] < row["teacher params"] and row["student / teacher params"] < 1
     assert row["speed-up x"] > 0
     with pytest.raises(ValueError, match="repeats"):
-        taxonomy.latency_ms(pairs["tiny"][0], digits.input_shape, repeats=0)
-    assert list(taxonomy.course_pairs(digits))[-1].endswith("(lesson 03)")  # lesson 13 reads the last pair
+        where_next.latency_ms(pairs["tiny"][0], digits.input_shape, repeats=0)
+    pairs = where_next.course_pairs(digits)
+    assert list(pairs)[-1].endswith("(lesson 03)")  # lesson 13 reads the last pair
+    lesson11 = next(p for name, p in pairs.items() if name.endswith("(lesson 11)"))
+    assert [m.spec for m in lesson11] == [taxonomy.build_teacher(digits).spec, taxonomy.build_student(digits).spec]

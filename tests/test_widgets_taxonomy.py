@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from labkd import load_data, taxonomy
+from labkd import load_data, taxonomy, taxonomy_figures
 from labkd.widgets import taxonomy as panel_module
 
 SANITY_MS = 500  # generous bound; the lesson promises well under 50 ms
 
 
 @pytest.fixture(scope="module")
-def snapshot() -> taxonomy.RelationSnapshot:
+def snapshot() -> taxonomy_figures.RelationSnapshot:
     data = load_data("digits", val_size=100).subset(n_train=64, n_val=32, n_test=200)
     teacher = taxonomy.build_teacher(data, seed=0)
     students = {m: taxonomy.build_student(data, seed=i) for i, m in enumerate(("KD", "AT", "RKD"))}
-    return taxonomy.relation_snapshot(teacher, students, data, per_class=2)
+    return taxonomy_figures.relation_snapshot(teacher, students, data, per_class=2)
 
 
 @pytest.fixture

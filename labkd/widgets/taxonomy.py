@@ -1,6 +1,6 @@
 """Panel of lesson 11: what each kind of knowledge looks like, teacher beside student.
 
->>> snapshot = taxonomy.relation_snapshot(teacher, {"KD": kd, "AT": at, "RKD": rkd}, data)
+>>> snapshot = taxonomy_figures.relation_snapshot(teacher, {"KD": kd, "AT": at, "RKD": rkd}, data)
 >>> TaxonomyPanel(snapshot)          # recompute only: swaps precomputed arrays
 
 For one fixed batch of test images (a few per class, grouped by class) and the student chosen
@@ -23,7 +23,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from labkd import feature_losses
-from labkd.taxonomy import COLOURS, RelationSnapshot
+from labkd.taxonomy import COLOURS
+from labkd.taxonomy_figures import RelationSnapshot
 from labkd.widgets import Panel, figure_widget
 
 
@@ -33,7 +34,7 @@ class TaxonomyPanel(Panel):
     def __init__(self, snapshot: RelationSnapshot, method: str | None = None) -> None:
         if not isinstance(snapshot, RelationSnapshot) or not snapshot.methods:
             raise ValueError("snapshot must be a RelationSnapshot with at least one student "
-                             "(from labkd.taxonomy.relation_snapshot)")
+                             "(from labkd.taxonomy_figures.relation_snapshot)")
         if method is not None and method not in snapshot.methods:
             raise ValueError(f"method={method!r} is not in the snapshot; expected one of {snapshot.methods}")
         self.snapshot = snapshot
