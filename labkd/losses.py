@@ -268,6 +268,47 @@ def hint_loss(regressed_student: Tensor, teacher_features: Tensor) -> Tensor:
     return F.mse_loss(regressed_student, teacher_features.detach())
 
 
+
+# --------------------------------------------------------------------------------------------
+# Online: deep mutual learning (Zhang et al. 2018; lesson 10, labkd.train.fit_mutual)
+
+
+def mutual_learning_loss(logits_list: Sequence[Tensor], targets: Tensor, temperature: float = 1.0) -> list[Tensor]:
+    r"""Deep mutual learning: one loss per student of the cohort.
+
+    :math:`\mathcal{L}_k = \mathrm{CE}(y, z_k) + \frac{T^2}{K-1}\sum_{j\ne k}\mathrm{KL}(p_j^{(T)}\|p_k^{(T)})`.
+
+    The other students' probabilities are detached: ``mutual_learning_loss(...)[k]`` sends
+    gradients into ``logits_list[k]`` only, so summing the K losses and calling ``backward``
+    once updates every student with its own loss. The KL part is zero when all students agree.
+
+    Args:
+        logits_list: K >= 2 tensors (N, C), one per student, on the same examples.
+        targets: class ids (N,).
+        temperature: T > 0 of the KL part (the paper: 1); the KL is scaled by T².
+    Returns: a list of K scalar tensors.
+    """
+    if isinstance(logits_list, Tensor) or not isinstance(logits_list, Sequence):
+        raise TypeError("logits_list must be a list of K >= 2 logit tensors (N, C), one per student")
+    if len(logits_list) < 2:
+        raise ValueError(f"logits_list must hold at least 2 students' logits (mutual learning needs a cohort), "
+                         f"got {len(logits_list)}")
+    for k, z in enumerate(logits_list):
+        check_logits(z, f"logits_list[{k}]")
+        if z.shape != logits_list[0].shape:
+            raise ValueError(f"logits_list[{k}] has shape {tuple(z.shape)}, expected {tuple(logits_list[0].shape)} "
+                             f"like logits_list[0]: every student sees the same examples and classes")
+    y = check_targets(targets, logits_list[0])
+    t = check_temperature(temperature)
+    k_models = len(logits_list)
+    log_p = [F.log_softmax(z / t, dim=-1) for z in logits_list]
+    out = []
+    for k, z in enumerate(logits_list):
+        kl = sum(F.kl_div(log_p[k], log_p[j].detach(), reduction="batchmean", log_target=True)
+                 for j in range(k_models) if j != k)
+        out.append(F.cross_entropy(z, y) + (t * t) * kl / (k_models - 1))
+    return out
+
 #: Losses by name, for configuration and widget drop-downs.
 LOSSES: dict[str, Callable[..., Tensor]] = {
     "cross_entropy": cross_entropy_loss,

@@ -10,7 +10,8 @@ same time and each one also learns from the others' predictions (§3). Student k
 
 with :math:`p^{(T)} = \mathrm{softmax}(z/T)`. The paper uses T = 1. The other students'
 predictions are *targets*: no gradient flows through them into their own weights
-(:func:`mutual_learning_loss`, :func:`fit_mutual`, :func:`train_mutual`, :func:`mutual_vs_independent`).
+(:func:`mutual_learning_loss`, :func:`fit_mutual` — the loss and ``fit``'s loop for a cohort, from
+:mod:`labkd.losses` and :mod:`labkd.train` —, :func:`train_mutual`, :func:`mutual_vs_independent`).
 
 **Born-again networks** (Furlanello, Lipton, Tschannen, Itti & Anandkumar, ICML 2018,
 https://arxiv.org/abs/1805.04770): generation 0 learns from the labels; generation g, of the
@@ -30,23 +31,22 @@ Every claim is judged with :mod:`labkd.stats` on fresh paired seeds.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkd import cache, clock, metrics, stats
+from labkd import cache, metrics, stats
 from labkd.checks import check_config, check_hidden, check_positive_int, check_seeds, mlp_name
 from labkd.data import Data
 from labkd.experiments import Trained, cached, config_key, load_states, train_model
-from labkd.losses import check_logits, check_targets, check_temperature, ensemble_probs
+from labkd.losses import check_temperature, ensemble_probs
+from labkd.losses import mutual_learning_loss  # noqa: F401  (lesson 10's API: the loss lives with the others)
 from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress
-from labkd.threads import fixed_threads
-from labkd.train import DivergenceGuard, TrainConfig, default_device, train_loop
+from labkd.train import MutualResult, fit_mutual  # noqa: F401  (lesson 10's API: fit's loop trains the cohort)
+from labkd.train import TrainConfig
 
 MUTUAL = "mutual"
 INDEPENDENT = "independent"
@@ -108,149 +108,7 @@ def _check_cohort_size(n_models: object) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# The loss
-
-
-def mutual_learning_loss(logits_list: Sequence[Tensor], targets: Tensor, temperature: float = 1.0) -> list[Tensor]:
-    r"""Deep mutual learning: one loss per student of the cohort.
-
-    :math:`\mathcal{L}_k = \mathrm{CE}(y, z_k) + \frac{T^2}{K-1}\sum_{j\ne k}\mathrm{KL}(p_j^{(T)}\|p_k^{(T)})`.
-
-    The other students' probabilities are detached: ``mutual_learning_loss(...)[k]`` sends
-    gradients into ``logits_list[k]`` only, so summing the K losses and calling ``backward``
-    once updates every student with its own loss. The KL part is zero when all students agree.
-
-    Args:
-        logits_list: K >= 2 tensors (N, C), one per student, on the same examples.
-        targets: class ids (N,).
-        temperature: T > 0 of the KL part (the paper: 1); the KL is scaled by T².
-    Returns: a list of K scalar tensors.
-    """
-    if isinstance(logits_list, Tensor) or not isinstance(logits_list, Sequence):
-        raise TypeError("logits_list must be a list of K >= 2 logit tensors (N, C), one per student")
-    if len(logits_list) < 2:
-        raise ValueError(f"logits_list must hold at least 2 students' logits (mutual learning needs a cohort), "
-                         f"got {len(logits_list)}")
-    for k, z in enumerate(logits_list):
-        check_logits(z, f"logits_list[{k}]")
-        if z.shape != logits_list[0].shape:
-            raise ValueError(f"logits_list[{k}] has shape {tuple(z.shape)}, expected {tuple(logits_list[0].shape)} "
-                             f"like logits_list[0]: every student sees the same examples and classes")
-    y = check_targets(targets, logits_list[0])
-    t = check_temperature(temperature)
-    k_models = len(logits_list)
-    log_p = [F.log_softmax(z / t, dim=-1) for z in logits_list]
-    out = []
-    for k, z in enumerate(logits_list):
-        kl = sum(F.kl_div(log_p[k], log_p[j].detach(), reduction="batchmean", log_target=True)
-                 for j in range(k_models) if j != k)
-        out.append(F.cross_entropy(z, y) + (t * t) * kl / (k_models - 1))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Training a cohort
-
-
-@dataclass
-class MutualResult:
-    """What :func:`fit_mutual` returns: the models, one history (list of epoch rows) per model,
-    and on every evaluated epoch the cohort's test predictions ``predictions[epoch]`` (K, N_test)."""
-
-    models: list[nn.Module]
-    histories: list[list[dict]] = field(default_factory=list)
-    seconds: float = 0.0
-    predictions: dict[int, Tensor] = field(default_factory=dict)
-
-
-def fit_mutual(
-    models: Sequence[nn.Module], data: Data, config: TrainConfig, temperature: float = 1.0,
-    progress: bool | None = None, device: torch.device | str | None = None,
-    on_epoch: Callable[[list[dict]], None] | None = None,
-) -> MutualResult:
-    """Train a cohort of K >= 2 models in place with :func:`mutual_learning_loss`.
-
-    Every model sees the same batches, in the order :func:`labkd.train.fit` would give a single
-    model with ``config`` (seeded by ``config.seed``), and has its own optimiser and schedule built
-    from ``config`` as in ``fit``: a cohort member built with seed ``config.seed`` starts and is fed
-    exactly like the same network trained alone. All are updated from one forward pass per batch
-    (the paper alternates the updates; with detached targets the two differ only by one step's
-    staleness). ``config.loss``, ``temperature`` and ``alpha`` fields are not used: the loss is
-    DML's at ``temperature``. Val and test are evaluated every ``config.eval_every`` epochs and
-    after the last (NaN in the other rows), on one thread (:mod:`labkd.threads`). The cohort
-    trains in :func:`labkd.train.train_loop`, ``fit``'s own loop: the same seeding, optimiser
-    (one over the cohort's parameters: each student gets its own update), schedule, warm-up,
-    ``max_norm`` (on every student) and divergence guard
-    (:class:`~labkd.train.TrainingDivergedError`).
-
-    History rows per model: ``epoch``, ``model``, ``loss``, ``train_acc``, ``val_acc``,
-    ``test_acc``, ``agreement`` (top-1 test agreement with the other students, mean), ``seconds``;
-    ``on_epoch`` receives the K rows of each epoch.
-    """
-    models = list(models)
-    if len(models) < 2:
-        raise ValueError(f"models must hold at least 2 networks (a cohort), got {len(models)}")
-    if any(not isinstance(m, nn.Module) for m in models):
-        raise TypeError("models must be torch.nn.Module instances")
-    if len({id(m) for m in models}) != len(models):
-        raise ValueError("models lists the same network twice; build one network per student")
-    check_config(config, "config")
-    t = check_temperature(temperature)
-    with fixed_threads():
-        return _fit_mutual(models, data, config, t, progress, device, on_epoch)
-
-
-def _fit_mutual(models, data, config, t, progress, device, on_epoch) -> MutualResult:
-    device = torch.device(device) if device is not None else default_device()
-    data = data.to(device) if data.device != device else data
-    for m in models:
-        m.to(device)
-    result = MutualResult(models=models, histories=[[] for _ in models])
-    nan = float("nan")
-    zeros = torch.zeros(len(models), device=device)
-    tally = {"loss": zeros, "correct": zeros}
-
-    guard = DivergenceGuard(config, math.ceil(len(data.train) / config.batch_size),
-                            [f"temperature={t:g} (the paper uses 1)"], student_arguments=("logits_list",))
-
-    def batch_loss(x: Tensor, y: Tensor, idx: Tensor, epoch: int) -> Tensor:
-        logits = [m(x) for m in models]
-        losses = guard.call(mutual_learning_loss, logits, y, t)  # student k's loss reaches student k only
-        tally["loss"] = tally["loss"] + torch.stack([v.detach() for v in losses]) * len(y)
-        tally["correct"] = tally["correct"] + torch.stack([(z.detach().argmax(1) == y).sum() for z in logits])
-        return torch.stack(losses).sum()
-
-    def end_epoch(epoch: int, evaluate: bool, seconds: float) -> dict:
-        if evaluate:  # one pass over val and test per model gives accuracies, predictions, agreement
-            preds = torch.stack([metrics.predict_logits(m, data.test.x).argmax(1) for m in models])
-            val = [float((metrics.predict_logits(m, data.val.x).argmax(1) == data.val.y).float().mean())
-                   for m in models]
-            result.predictions[epoch] = preds.to(torch.int8).cpu()
-        rows = []
-        for k in range(len(models)):
-            row = {"epoch": epoch, "model": k, "loss": float(tally["loss"][k]) / len(data.train),
-                   "train_acc": float(tally["correct"][k]) / len(data.train)}
-            if evaluate:
-                others = [float((preds[k] == preds[j]).float().mean()) for j in range(len(models)) if j != k]
-                row.update(val_acc=val[k], test_acc=float((preds[k] == data.test.y).float().mean()),
-                           agreement=sum(others) / len(others))
-            else:
-                row.update(val_acc=nan, test_acc=nan, agreement=nan)
-            row["seconds"] = seconds
-            rows.append(row)
-            result.histories[k].append(row)
-        tally.update(loss=zeros, correct=zeros)
-        if on_epoch is not None:
-            on_epoch(rows)
-        return {"val_acc": "/".join(f"{r['val_acc']:.3f}" for r in rows)} if evaluate else {}
-
-    # the loop of labkd.train.fit: one optimiser over the cohort's parameters (each student's own
-    # update, as K optimisers would make it), the same seeding, schedule and batches
-    result.seconds = train_loop(config, data, models, [p for m in models for p in m.parameters()], batch_loss,
-                                end_epoch, guard=guard, constrained=models, progress=progress, desc="mutual learning")
-    for _ in models:
-        clock.add_training(result.seconds / len(models))  # the notebook's training time, K models
-    return result
+# Training a cohort (the loss is labkd.losses.mutual_learning_loss; the loop labkd.train.fit_mutual)
 
 
 @dataclass

@@ -15,13 +15,14 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from labkd import clock, losses, objectives
+from labkd.checks import check_config
 from labkd.data import Data, batches
 from labkd.metrics import predict_logits
 from labkd.objectives import Objective, Step
@@ -443,6 +444,111 @@ def evaluate_splits(model: nn.Module, data: Data) -> dict[str, float]:
         logits = predict_logits(model, split.x)
         row[f"{name}_acc"] = float((logits.argmax(1) == split.y).float().mean())
     return row
+
+
+# --------------------------------------------------------------------------------------------
+# Several models trained together: deep mutual learning (Zhang et al. 2018, lesson 10)
+
+
+@dataclass
+class MutualResult:
+    """What :func:`fit_mutual` returns: the models, one history (list of epoch rows) per model,
+    and on every evaluated epoch the cohort's test predictions ``predictions[epoch]`` (K, N_test)."""
+
+    models: list[nn.Module]
+    histories: list[list[dict]] = field(default_factory=list)
+    seconds: float = 0.0
+    predictions: dict[int, Tensor] = field(default_factory=dict)
+
+
+def fit_mutual(
+    models: Sequence[nn.Module], data: Data, config: TrainConfig, temperature: float = 1.0,
+    progress: bool | None = None, device: torch.device | str | None = None,
+    on_epoch: Callable[[list[dict]], None] | None = None,
+) -> MutualResult:
+    """Train a cohort of K >= 2 models in place with :func:`labkd.losses.mutual_learning_loss`.
+
+    Every model sees the same batches, in the order :func:`labkd.train.fit` would give a single
+    model with ``config`` (seeded by ``config.seed``), and has its own optimiser and schedule built
+    from ``config`` as in ``fit``: a cohort member built with seed ``config.seed`` starts and is fed
+    exactly like the same network trained alone. All are updated from one forward pass per batch
+    (the paper alternates the updates; with detached targets the two differ only by one step's
+    staleness). ``config.loss``, ``temperature`` and ``alpha`` fields are not used: the loss is
+    DML's at ``temperature``. Val and test are evaluated every ``config.eval_every`` epochs and
+    after the last (NaN in the other rows), on one thread (:mod:`labkd.threads`). The cohort
+    trains in :func:`train_loop`, ``fit``'s own loop: the same seeding, optimiser
+    (one over the cohort's parameters: each student gets its own update), schedule, warm-up,
+    ``max_norm`` (on every student) and divergence guard
+    (:class:`TrainingDivergedError`).
+
+    History rows per model: ``epoch``, ``model``, ``loss``, ``train_acc``, ``val_acc``,
+    ``test_acc``, ``agreement`` (top-1 test agreement with the other students, mean), ``seconds``;
+    ``on_epoch`` receives the K rows of each epoch.
+    """
+    models = list(models)
+    if len(models) < 2:
+        raise ValueError(f"models must hold at least 2 networks (a cohort), got {len(models)}")
+    if any(not isinstance(m, nn.Module) for m in models):
+        raise TypeError("models must be torch.nn.Module instances")
+    if len({id(m) for m in models}) != len(models):
+        raise ValueError("models lists the same network twice; build one network per student")
+    check_config(config, "config")
+    t = losses.check_temperature(temperature)
+    with fixed_threads():
+        return _fit_mutual(models, data, config, t, progress, device, on_epoch)
+
+
+def _fit_mutual(models, data, config, t, progress, device, on_epoch) -> MutualResult:
+    device = torch.device(device) if device is not None else default_device()
+    data = data.to(device) if data.device != device else data
+    for m in models:
+        m.to(device)
+    result = MutualResult(models=models, histories=[[] for _ in models])
+    nan = float("nan")
+    zeros = torch.zeros(len(models), device=device)
+    tally = {"loss": zeros, "correct": zeros}
+
+    guard = DivergenceGuard(config, math.ceil(len(data.train) / config.batch_size),
+                            [f"temperature={t:g} (the paper uses 1)"], student_arguments=("logits_list",))
+
+    def batch_loss(x: Tensor, y: Tensor, idx: Tensor, epoch: int) -> Tensor:
+        logits = [m(x) for m in models]
+        per_model = guard.call(losses.mutual_learning_loss, logits, y, t)  # student k's loss reaches student k only
+        tally["loss"] = tally["loss"] + torch.stack([v.detach() for v in per_model]) * len(y)
+        tally["correct"] = tally["correct"] + torch.stack([(z.detach().argmax(1) == y).sum() for z in logits])
+        return torch.stack(per_model).sum()
+
+    def end_epoch(epoch: int, evaluate: bool, seconds: float) -> dict:
+        if evaluate:  # one pass over val and test per model gives accuracies, predictions, agreement
+            preds = torch.stack([predict_logits(m, data.test.x).argmax(1) for m in models])
+            val = [float((predict_logits(m, data.val.x).argmax(1) == data.val.y).float().mean())
+                   for m in models]
+            result.predictions[epoch] = preds.to(torch.int8).cpu()
+        rows = []
+        for k in range(len(models)):
+            row = {"epoch": epoch, "model": k, "loss": float(tally["loss"][k]) / len(data.train),
+                   "train_acc": float(tally["correct"][k]) / len(data.train)}
+            if evaluate:
+                others = [float((preds[k] == preds[j]).float().mean()) for j in range(len(models)) if j != k]
+                row.update(val_acc=val[k], test_acc=float((preds[k] == data.test.y).float().mean()),
+                           agreement=sum(others) / len(others))
+            else:
+                row.update(val_acc=nan, test_acc=nan, agreement=nan)
+            row["seconds"] = seconds
+            rows.append(row)
+            result.histories[k].append(row)
+        tally.update(loss=zeros, correct=zeros)
+        if on_epoch is not None:
+            on_epoch(rows)
+        return {"val_acc": "/".join(f"{r['val_acc']:.3f}" for r in rows)} if evaluate else {}
+
+    # the loop of labkd.train.fit: one optimiser over the cohort's parameters (each student's own
+    # update, as K optimisers would make it), the same seeding, schedule and batches
+    result.seconds = train_loop(config, data, models, [p for m in models for p in m.parameters()], batch_loss,
+                                end_epoch, guard=guard, constrained=models, progress=progress, desc="mutual learning")
+    for _ in models:
+        clock.add_training(result.seconds / len(models))  # the notebook's training time, K models
+    return result
 
 
 def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
