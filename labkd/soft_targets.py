@@ -18,7 +18,8 @@ every analysis and every widget:
 [Pair(first=4, second=9, score=0.031), ...]
 >>> information_table(logits, data.test.y, temperatures=[1, 4, 20])
 
-The second half of the module draws the lesson's static figures (plotly).
+The lesson's static figures are in :mod:`labkd.soft_targets_figures`, its panels in
+:mod:`labkd.widgets.soft_targets`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,8 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
-from plotly.subplots import make_subplots
 from torch import Tensor
 
 from labkd.losses import check_logits, check_targets, check_temperature
@@ -41,7 +40,8 @@ LN2 = math.log(2.0)
 # Input checks
 
 
-def _check_temperatures(temperatures: Sequence[float]) -> list[float]:
+def check_temperatures(temperatures: Sequence[float]) -> list[float]:
+    """A non-empty list of valid temperatures (a single number is a ``TypeError``)."""
     if isinstance(temperatures, (int, float)) or isinstance(temperatures, Tensor) and temperatures.ndim == 0:
         raise TypeError("temperatures must be a sequence of numbers, e.g. [1, 2, 4]; got a single number")
     values = [check_temperature(float(t) if isinstance(t, Tensor) else t, "temperatures[...]") for t in temperatures]
@@ -277,7 +277,7 @@ def compare_wrong_classes(logits: Tensor, targets: Tensor, true_class: int, a: i
 def entropy_by_temperature(logits: Tensor, temperatures: Sequence[float], unit: str = "bits") -> Tensor:
     """Mean entropy of the soft targets at each temperature, shape (len(temperatures),)."""
     check_logits(logits, "logits")
-    return torch.stack([entropy(logits, t, unit).double().mean() for t in _check_temperatures(temperatures)]).float()
+    return torch.stack([entropy(logits, t, unit).double().mean() for t in check_temperatures(temperatures)]).float()
 
 
 def within_class_information(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> float:
@@ -311,7 +311,7 @@ def information_table(
     """
     check_logits(logits, "logits")
     check_targets(targets, logits)
-    temps = _check_temperatures(temperatures)
+    temps = check_temperatures(temperatures)
     _check_threshold(threshold)
     label = f"classes > {threshold:.0%}"
     rows: list[dict[str, float | str]] = [{
@@ -379,7 +379,7 @@ def findings(logits: Tensor, targets: Tensor, class_names: Sequence[str], pair_t
     """Rows ``{"quantity", "this run", "Hinton et al. 2015"}`` for the lesson's "What we found" table."""
     check_logits(logits, "logits")
     y = check_targets(targets, logits)
-    temps = _check_temperatures(temperatures)
+    temps = check_temperatures(temperatures)
     names = list(class_names)
     n = len(y)
     errors = int((logits.argmax(1).cpu() != y.cpu()).sum())
@@ -412,58 +412,3 @@ def findings(logits: Tensor, targets: Tensor, class_names: Sequence[str], pair_t
                  "Hinton et al. 2015": "not measured; the paper argues that high-entropy soft targets give "
                                        "\"much more information per training case\" than hard targets"})
     return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Figures
-
-
-def information_figure(logits: Tensor, targets: Tensor, temperatures: Sequence[float] | None = None,
-                       threshold: float = 0.01, title: str = "What a soft target says, by temperature") -> go.Figure:
-    """Three curves against temperature (log axis): mean entropy (bits), mean number of classes
-    above ``threshold``, and :func:`within_class_information` (bits); the one-hot label and the
-    uniform distribution are marked where they apply."""
-    check_logits(logits, "logits")
-    check_targets(targets, logits)
-    default = torch.logspace(math.log10(0.5), math.log10(20), 21).tolist()
-    temps = _check_temperatures(temperatures if temperatures is not None else default)
-    c = logits.shape[1]
-    curves = (
-        (entropy_by_temperature(logits, temps, "bits").tolist(), "bits", (0.0, math.log2(c))),
-        ([float(effective_classes(logits, t, threshold).float().mean()) for t in temps], "classes", (1.0, float(c))),
-        ([within_class_information(logits, targets, t) for t in temps], "bits", (0.0, None)),
-    )
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=(
-        "spread: mean entropy", f"classes above {threshold:.0%}", "image-specific: KL to class mean"))
-    for col, (values, unit, (label_value, uniform_value)) in enumerate(curves, start=1):
-        fig.add_trace(go.Scatter(x=temps, y=values, mode="lines+markers", line_color="#1f77b4",
-                                 hovertemplate=f"T = %{{x:.2f}}<br>%{{y:.3f}} {unit}<extra></extra>"), 1, col)
-        fig.add_hline(y=label_value, line_dash="dot", line_color="#d62728", row=1, col=col,
-                      annotation_text="one-hot label", annotation_position="top left")
-        if uniform_value is not None:
-            fig.add_hline(y=uniform_value, line_dash="dash", line_color="grey", row=1, col=col,
-                          annotation_text="uniform", annotation_position="bottom right")
-        fig.update_yaxes(title_text=unit, row=1, col=col)
-    ticks = [t for t in (0.5, 1, 2, 4, 8, 20, 50, 100) if min(temps) <= t <= max(temps)]
-    fig.update_xaxes(type="log", title_text="temperature T", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
-    fig.update_layout(title=title, height=380, showlegend=False, margin=dict(t=80, l=50, r=20))
-    return fig
-
-
-def informative_examples_figure(images: Tensor, logits: Tensor, targets: Tensor, indices: Tensor,
-                                class_names: Sequence[str], temperature: float = 1.0, columns: int = 6) -> go.Figure:
-    """The images at ``indices`` with their label and the teacher's two most likely classes."""
-    from labkd.plots import image_grid
-
-    check_logits(logits, "logits")
-    y = check_targets(targets, logits)
-    if images.shape[0] != logits.shape[0]:
-        raise ValueError(f"images has {images.shape[0]} rows but logits has {logits.shape[0]}")
-    idx = torch.as_tensor(indices, dtype=torch.long).cpu()
-    probs, classes = top_classes(logits[idx.to(logits.device)], 2, temperature)
-    titles = [f"label {class_names[int(y[i])]}: {class_names[int(classes[r, 0])]} {float(probs[r, 0]):.0%}, "
-              f"{class_names[int(classes[r, 1])]} {float(probs[r, 1]):.0%}" for r, i in enumerate(idx)]
-    fig = image_grid(images[idx.to(images.device)].cpu(), titles, columns=columns, height_per_row=150)
-    fig.update_layout(title=f"The teacher's least certain test images (top two classes at T = {temperature:g})",
-                      margin=dict(t=70))
-    return fig

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from labkd import ensembles as en
+from labkd import ensembles_figures
 from labkd import load_data, stats
 from labkd.losses import ensemble_probs
 from labkd.train import TrainConfig
@@ -202,7 +203,7 @@ def test_tables_figure_and_paper(groups):
     rows = en.all_rows(groups)
     lines = en.results_table_rows(rows, 2.0)
     assert len(lines) == 3 + 2 + 2
-    fig = en.ensemble_figure(groups[0].ensemble, groups[0].rows)
+    fig = ensembles_figures.ensemble_figure(groups[0].ensemble, groups[0].rows)
     assert len(fig.data) == 1 + 2 + 1 + 4
     assert list(fig.data[0].y) == [r["test_errors"] for r in groups[0].ensemble.rows]
     paper = en.paper_comparison(rows, "arithmetic", 2.0)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from labkd import soft_targets as dk
+from labkd import soft_targets_figures
 from labkd.metrics import confusion_matrix
 
 
@@ -247,12 +248,12 @@ def test_example_menu(random_logits) -> None:
 
 def test_figures(random_logits) -> None:
     logits, targets = random_logits
-    fig = dk.information_figure(logits, targets, temperatures=[1, 2, 4])
+    fig = soft_targets_figures.information_figure(logits, targets, temperatures=[1, 2, 4])
     assert len(fig.data) == 3
     assert list(fig.data[0].x) == [1, 2, 4]
     images = torch.randn(600, 1, 8, 8)
     idx = dk.most_informative_examples(logits, k=4)
-    grid = dk.informative_examples_figure(images, logits, targets, idx, [str(i) for i in range(10)])
+    grid = soft_targets_figures.informative_examples_figure(images, logits, targets, idx, [str(i) for i in range(10)])
     titles = [a.text for a in grid.layout.annotations]
     assert len(titles) == 4 and all(t.startswith(f"label {int(targets[i])}:") for t, i in zip(titles, idx))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from labkd import fidelity_figures
 from labkd.widgets import fidelity as wf
 
 SANITY_MS = 1000  # far above the 50 ms target: only catches a callback that trains or loops badly
@@ -50,11 +51,11 @@ def test_fidelity_panel_condition_and_measure(study):
 
 
 def test_fidelity_curves_figure(study):
-    fig = wf.fidelity_curves_figure(study)
+    fig = fidelity_figures.fidelity_curves_figure(study)
     assert len(fig.data) == 2 * len(study.conditions)
     assert np.allclose(fig.data[1].y, study.curves()[study.conditions[0]]["test_agreement"])
     with pytest.raises(ValueError, match="metric"):
-        wf.fidelity_curves_figure(study, "accuracy")
+        fidelity_figures.fidelity_curves_figure(study, "accuracy")
 
 
 def test_benchmark_hooks_run():

@@ -1,7 +1,6 @@
-"""Figures and panel of lesson 09 (fidelity): how closely does the student follow its teacher,
-epoch by epoch, and is the most faithful student the most accurate one?
+"""Panels of lesson 09 (fidelity): how closely does the student follow its teacher, epoch by
+epoch, and is the most faithful student the most accurate one?
 
->>> fidelity_curves_figure(study)                  # test accuracy and agreement per epoch
 >>> FidelityPanel(study)                           # epoch slider, condition and measure pickers
 >>> DisagreementPanel.from_study(study, teachers, data)   # one test image: who is right, and why
 
@@ -19,39 +18,14 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from labkd.fidelity import FIDELITY_METRICS, FidelityStudy
+from labkd.fidelity import FidelityStudy
+from labkd.fidelity_figures import palette
 from labkd.widgets import Panel, figure_widget
 
 MEASURES = {"test agreement": "test_agreement", "train agreement": "train_agreement",
             "test KL(teacher ‖ student)": "test_kl", "train KL(teacher ‖ student)": "train_kl"}
 LINES = (("test_acc", "test accuracy", "#d62728"), ("test_agreement", "test agreement", "#1f77b4"),
          ("train_agreement", "train agreement", "#2ca02c"))
-
-
-def _palette(n: int) -> list[str]:
-    base = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
-    return [base[i % len(base)] for i in range(n)]
-
-
-def fidelity_curves_figure(study: FidelityStudy, metric: str = "test_agreement") -> go.Figure:
-    """Two panels over epochs, one line per condition (mean over seeds): test accuracy on the
-    left, ``metric`` (one of :data:`labkd.fidelity.FIDELITY_METRICS`) on the right."""
-    if metric not in FIDELITY_METRICS:
-        raise ValueError(f"metric={metric!r} is unknown; expected one of {FIDELITY_METRICS}")
-    curves = study.curves()
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy", metric.replace("_", " ")))
-    epochs = np.arange(1, study.epochs + 1)
-    for colour, (cond, c) in zip(_palette(len(curves)), curves.items(), strict=True):
-        dash = "dot" if "labels only" in cond else ("dash" if "jitter 0" not in cond else None)
-        for col, key in ((1, "test_acc"), (2, metric)):
-            fig.add_trace(go.Scatter(x=epochs, y=c[key], mode="lines+markers", name=cond, legendgroup=cond,
-                                     showlegend=col == 1, line=dict(color=colour, dash=dash)), row=1, col=col)
-    fig.update_xaxes(title_text="student epoch")
-    fig.update_yaxes(tickformat=".1%", row=1, col=1)
-    if "agreement" in metric:
-        fig.update_yaxes(tickformat=".1%", row=1, col=2)
-    fig.update_layout(height=420, margin=dict(l=60, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.2))
-    return fig
 
 
 class FidelityPanel(Panel):
@@ -90,7 +64,7 @@ class FidelityPanel(Panel):
                                  marker=dict(size=14, symbol="circle-open", color="black", line=dict(width=2))),
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="conditions", showlegend=False, text=self.conditions,
-                                 marker=dict(size=11, color=_palette(len(self.conditions))),
+                                 marker=dict(size=11, color=palette(len(self.conditions))),
                                  hovertemplate="%{text}<br>fidelity %{x:.4f}<br>test acc %{y:.2%}<extra></extra>"),
                       row=1, col=2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="chosen condition", showlegend=False, hoverinfo="skip",
