@@ -7,6 +7,10 @@ The method is chosen by ``TrainConfig.loss``, the name of a registered objective
 >>> fit(teacher, data, TrainConfig(epochs=10, jitter=2))
 >>> student = build_model("hinton_student", seed=0)
 >>> fit(student, data, TrainConfig(loss="distillation", temperature=20, alpha=0.9), teacher=teacher)
+
+:func:`train_loop` is the epoch skeleton (seeding, optimiser, schedule, divergence guard, progress)
+of :func:`fit` and of :func:`fit_mutual`, which trains several models together (deep mutual
+learning, lesson 10).
 """
 
 from __future__ import annotations

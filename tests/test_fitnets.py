@@ -86,9 +86,10 @@ def test_stage1_trains_only_up_to_the_guided_layer(fitnet) -> None:
 
 
 def test_the_before_state_is_what_training_started_from(teacher, fitnet) -> None:
-    from labkd.experiments import _hint_regressor
+    from labkd import objectives
 
-    expected = _hint_regressor(fitnet.student_before(), teacher.model, fitnet.stage1_config)
+    # the regressor train_model trains: the hint objective's, built seeded with the config's seed
+    expected = objectives.prepare(fitnet.stage1_config, fitnet.student_before(), teacher.model, None).regressor
     before = fitnet.regressor_before(teacher).state_dict()
     assert before.keys() == expected.state_dict().keys()
     assert all(torch.equal(before[k], v) for k, v in expected.state_dict().items())
