@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from labkd import bench
+from labkd import bench, bench_cases
 from labkd.data import DatasetNotFoundError, load_data
 from labkd.models import build_model
 
@@ -53,12 +53,12 @@ def _positive_finite(value) -> bool:
 def test_flop_formula_on_a_known_small_mlp() -> None:
     model = build_model("mlp", input_shape=(1, 4, 4), num_classes=3, hidden=(5, 7))
     # 16*5 + 5*7 + 7*3 = 136 MACs; the first layer (80 MACs) computes no input gradient
-    assert bench.linear_macs(model) == (136, 80)
-    assert bench.training_flops_per_sample(model) == {"macs": 136, "executed": 6 * 136 - 2 * 80, "six_mac": 816}
+    assert bench_cases.linear_macs(model) == (136, 80)
+    assert bench_cases.training_flops_per_sample(model) == {"macs": 136, "executed": 6 * 136 - 2 * 80, "six_mac": 816}
 
 
 def test_flop_formula_of_hinton_teacher() -> None:
-    flops = bench.training_flops_per_sample(build_model("hinton_teacher"))
+    flops = bench_cases.training_flops_per_sample(build_model("hinton_teacher"))
     assert flops["macs"] == 784 * 1200 + 1200 * 1200 + 1200 * 10
     assert flops["six_mac"] == 6 * flops["macs"]
     assert flops["executed"] == flops["six_mac"] - 2 * 784 * 1200
@@ -71,12 +71,12 @@ def test_executed_flops_match_what_torch_counts(hidden) -> None:
     x = torch.randn(8, 1, 4, 4)
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
-    assert counter.get_total_flops() == 8 * bench.training_flops_per_sample(model)["executed"]
+    assert counter.get_total_flops() == 8 * bench_cases.training_flops_per_sample(model)["executed"]
 
 
 def test_linear_macs_rejects_a_model_without_linear_layers() -> None:
     with pytest.raises(ValueError, match="no nn.Linear"):
-        bench.linear_macs(torch.nn.ReLU())
+        bench_cases.linear_macs(torch.nn.ReLU())
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,20 +84,20 @@ def test_linear_macs_rejects_a_model_without_linear_layers() -> None:
 
 
 def test_matmul_peak_is_a_positive_rate() -> None:
-    peak = bench.matmul_peak(64, 3)
+    peak = bench_cases.matmul_peak(64, 3)
     assert _positive_finite(peak["gflops"]) and _positive_finite(peak["median_gflops"])
     assert peak["median_gflops"] <= peak["gflops"]
     assert peak["gflops"] == pytest.approx(2 * 64 ** 3 / peak["best_seconds"] / 1e9)
     with pytest.raises(ValueError, match="size"):
-        bench.matmul_peak(0)
+        bench_cases.matmul_peak(0)
 
 
 def test_percentile_interpolates() -> None:
-    assert bench.percentile([3, 1, 2], 50) == 2
-    assert bench.percentile([0, 10], 95) == pytest.approx(9.5)
-    assert bench.percentile([4], 95) == 4
+    assert bench_cases.percentile([3, 1, 2], 50) == 2
+    assert bench_cases.percentile([0, 10], 95) == pytest.approx(9.5)
+    assert bench_cases.percentile([4], 95) == 4
     with pytest.raises(ValueError):
-        bench.percentile([], 50)
+        bench_cases.percentile([], 50)
 
 
 def test_settings_are_checked() -> None:
@@ -155,7 +155,7 @@ def test_widget_latency_times_each_case_and_tolerates_broken_modules() -> None:
         ("labkd.widgets.setup_fails", _module("setup_fails", benchmark_cases=lambda: 1 / 0)),
         ("labkd.widgets.unimportable", ImportError("no module named plotly_extra")),
     ]
-    latency, errors = bench.widget_latency(repeats=4, modules=modules)
+    latency, errors = bench_cases.widget_latency(repeats=4, modules=modules)
     assert set(latency) == {"good.slider", "good.picker"}
     assert calls == {"slider": 5, "picker": 5}  # one warm-up call + 4 timed
     for stats in latency.values():
@@ -167,17 +167,17 @@ def test_widget_latency_times_each_case_and_tolerates_broken_modules() -> None:
 
 
 def test_widget_modules_finds_the_package_modules() -> None:
-    names = [name for name, _ in bench.widget_modules()]
+    names = [name for name, _ in bench_cases.widget_modules()]
     assert all(name.startswith("labkd.widgets.") for name in names)
     assert names == sorted(names)
 
 
 def test_every_panel_module_has_latency_cases_and_they_run() -> None:
     """Every widgets module offers ``benchmark_cases()``, so ``labkd bench`` times every slider."""
-    modules = bench.widget_modules()
+    modules = bench_cases.widget_modules()
     missing = [name for name, module in modules if not hasattr(module, "benchmark_cases")]
     assert not missing, f"widget modules without benchmark_cases(): {missing}"
-    latency, errors = bench.widget_latency(repeats=1, modules=modules)
+    latency, errors = bench_cases.widget_latency(repeats=1, modules=modules)
     assert not errors, errors
     for name, module in modules:
         short = name.rsplit(".", 1)[-1]
@@ -217,7 +217,7 @@ def test_run_ratios_are_computed_from_their_parts(result) -> None:
     assert r["dropout_slowdown"] == pytest.approx(r["labkd_no_dropout_samples_per_s"] / r["labkd_samples_per_s"])
     assert r["jitter_slowdown"] == pytest.approx(r["labkd_samples_per_s"] / r["jitter_samples_per_s"])
     flops = r["train_flops_per_sample"]
-    assert flops == bench.training_flops_per_sample(build_model("hinton_teacher"))["executed"]
+    assert flops == bench_cases.training_flops_per_sample(build_model("hinton_teacher"))["executed"]
     assert r["train_gflops"] == pytest.approx(r["labkd_samples_per_s"] * flops / 1e9)
     assert r["fraction_of_peak"] == pytest.approx(r["train_gflops"] / r["peak_gflops"])
     assert r["fraction_of_peak_6mac"] == pytest.approx(r["fraction_of_peak"] * r["train_flops_per_sample_6mac"] / flops)
