@@ -16,7 +16,7 @@ batch. The :math:`T^2` keeps its gradients the same size whatever the temperatur
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -308,12 +308,3 @@ def mutual_learning_loss(logits_list: Sequence[Tensor], targets: Tensor, tempera
                  for j in range(k_models) if j != k)
         out.append(F.cross_entropy(z, y) + (t * t) * kl / (k_models - 1))
     return out
-
-#: Losses by name, for configuration and widget drop-downs.
-LOSSES: dict[str, Callable[..., Tensor]] = {
-    "cross_entropy": cross_entropy_loss,
-    "soft_target": soft_target_loss,
-    "distillation": distillation_loss,
-    "logit_matching": logit_matching_loss,
-    "hint": hint_loss,
-}
