@@ -178,7 +178,7 @@ def _env(name: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from labkd import runner
+    from labkd import runner, runner_index
     from labkd.paths import reports_dir
 
     try:
@@ -201,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         kernel_name=args.kernel, timeout=args.timeout, progress=not args.no_progress, jobs=args.jobs,
     )
     wall = time.perf_counter() - start
-    index = runner.write_index(runner.with_earlier_runs(results, output), output)
+    index = runner_index.write_index(runner_index.with_earlier_runs(results, output), output)
     failed, totals = _print_runs(results, args.no_progress)
     print(f"{len(results) - len(failed)} ok, {len(failed)} failed in {wall / 60:.1f} min wall time "
           f"(--jobs {args.jobs}); training {totals['training_seconds'] / 60:.1f} min for {totals['models_trained']} "
@@ -212,12 +212,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_runs(results: list, no_progress: bool) -> tuple[list, dict]:
     """Print one line per notebook (the progress bar already did, unless ``no_progress``); return
     the failed runs and the time totals."""
-    from labkd import runner
+    from labkd import runner_index
 
     if no_progress:
         for result in results:
             print(result.describe())
-    return [r for r in results if not r.ok], runner.time_totals(results)
+    return [r for r in results if not r.ok], runner_index.time_totals(results)
 
 
 def cmd_warm(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from conftest import BAD_CELLS, GOOD_CELLS, write_notebook
-from labkd import runner
+from labkd import runner, runner_index
 from labkd.runner import RunResult
 
 PLOTLYJS_MARKER = "window.__labkdDefine = window.define"
@@ -25,7 +25,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[RunResult], Path
     bad = write_notebook(base / "notebooks" / "02_bad.ipynb", BAD_CELLS)
     output = base / "reports"
     results = runner.run_notebooks([bad, good], output, fast=True, parameters={"seed": 3}, progress=False)
-    runner.write_index(results, output)
+    runner_index.write_index(results, output)
     return results, output
 
 
@@ -110,14 +110,14 @@ def test_unreadable_results_file_is_reported_in_the_index(tmp_path: Path) -> Non
         runner.read_results(tmp_path / "y.results.json")
     assert runner.read_results(tmp_path / "missing.results.json") is None
     result = RunResult("x", tmp_path / "x.ipynb", "ok", 1.0, results_error="x.results.json is not valid JSON")
-    runner.write_index([result], tmp_path)
+    runner_index.write_index([result], tmp_path)
     assert "x.results.json is not valid JSON" in (tmp_path / "index.html").read_text()
 
 
 def test_index_escapes_html(tmp_path: Path) -> None:
     result = RunResult("n", tmp_path / "n.ipynb", "failed", 1.0, error_name="E", error_value="<script>x</script>",
                        results={"<b>": "<i>"})
-    page = runner.render_index([result], tmp_path)
+    page = runner_index.render_index([result], tmp_path)
     assert "<script>x" not in page and "&lt;script&gt;x" in page and "&lt;b&gt;" in page
 
 
@@ -170,7 +170,7 @@ def test_comparison_rows_become_one_markdown_table_and_an_index_section(tmp_path
             {"what": "a | pipe", "labkd": "1 ± 0.1", "paper": None, "seeds": None, "seconds": None}]
     done = [RunResult("06_hinton", tmp_path / "a.ipynb", "ok", 1.0, results={"paper_vs_labkd": rows, "x": 1}),
             RunResult("07_plain", tmp_path / "b.ipynb", "ok", 1.0, results={"x": 2})]
-    runner.write_index(done, tmp_path)
+    runner_index.write_index(done, tmp_path)
     table = (tmp_path / "results.md").read_text().splitlines()
     assert table[0].startswith("| notebook | what we measured | labkd | paper | seeds | time |")
     assert table[2] == "| 06_hinton | teacher test errors | 98 | 67 | 0 | 9.0 min |"
@@ -182,7 +182,7 @@ def test_comparison_rows_become_one_markdown_table_and_an_index_section(tmp_path
 
 
 def test_no_comparisons_gives_a_table_that_says_so(tmp_path: Path) -> None:
-    runner.write_index([RunResult("x", tmp_path / "x.ipynb", "ok", 1.0)], tmp_path)
+    runner_index.write_index([RunResult("x", tmp_path / "x.ipynb", "ok", 1.0)], tmp_path)
     assert "no notebook recorded a comparison" in (tmp_path / "results.md").read_text()
     assert "Paper versus labkd" not in (tmp_path / "index.html").read_text()
 
@@ -192,15 +192,15 @@ def test_a_later_run_of_one_notebook_keeps_the_others_in_the_index(tmp_path: Pat
         (tmp_path / f"{name}.ipynb").write_text("{}")
     first = [RunResult(n, tmp_path / f"{n}.ipynb", "ok", 5.0, executed=tmp_path / f"{n}.ipynb", mode="full",
                        results={"acc": i}) for i, n in enumerate(("01_a", "02_b"))]
-    runner.write_index(first, tmp_path)
+    runner_index.write_index(first, tmp_path)
     again = RunResult("02_b", tmp_path / "02_b.ipynb", "ok", 7.0, executed=tmp_path / "02_b.ipynb", mode="full",
                       results={"acc": 9})
-    merged = runner.with_earlier_runs([again], tmp_path)
+    merged = runner_index.with_earlier_runs([again], tmp_path)
     assert [(r.name, r.duration) for r in merged] == [("01_a", 5.0), ("02_b", 7.0)]
     assert merged[0].results == {"acc": 0} and isinstance(merged[0].executed, Path)
     fast = RunResult("02_b", tmp_path / "02_b.ipynb", "ok", 1.0, executed=tmp_path / "02_b.ipynb", mode="fast")
-    assert [r.name for r in runner.with_earlier_runs([fast], tmp_path)] == ["02_b"]   # modes never mix
+    assert [r.name for r in runner_index.with_earlier_runs([fast], tmp_path)] == ["02_b"]   # modes never mix
     (tmp_path / "01_a.ipynb").unlink()
-    assert [r.name for r in runner.with_earlier_runs([again], tmp_path)] == ["02_b"]  # its files are gone
+    assert [r.name for r in runner_index.with_earlier_runs([again], tmp_path)] == ["02_b"]  # its files are gone
     (tmp_path / "index.json").write_text("{broken")
-    assert runner.with_earlier_runs([again], tmp_path) == [again]
+    assert runner_index.with_earlier_runs([again], tmp_path) == [again]

@@ -103,7 +103,8 @@ def test_record_claim_goes_to_the_results_file(tmp_path, monkeypatch) -> None:
 
 
 def test_runner_collects_claims_with_a_shown_column(tmp_path) -> None:
-    from labkd.runner import RunResult, claims_markdown, collect_claims, write_index
+    from labkd.runner import RunResult
+    from labkd.runner_index import claims_markdown, collect_claims, write_index
 
     shown = stats.claim("A beats B", [0.91, 0.93, 0.90, 0.92, 0.94], [0.85, 0.86, 0.84, 0.88, 0.85], SEEDS)
     not_shown = stats.claim("C beats D", [0.90, 0.92, 0.88, 0.91, 0.90], [0.91, 0.90, 0.89, 0.90, 0.90], SEEDS)
