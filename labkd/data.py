@@ -510,17 +510,6 @@ def random_shift(
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def fixed_shift(x: Tensor, dy: int, dx: int, fill: float | None = None) -> Tensor:
-    """Shift the whole batch by (dy, dx) pixels (positive: down/right). x (N, C, H, W)."""
-    s = max(abs(dy), abs(dx))
-    if s == 0:
-        return x
-    value = float(x.min()) if fill is None else fill
-    padded = torch.nn.functional.pad(x, (s, s, s, s), value=value)
-    h, w = x.shape[-2:]
-    return padded[..., s - dy:s - dy + h, s - dx:s - dx + w]
-
-
 def split_fraction(n: int, fraction: float) -> int:
     """``ceil(n * fraction)``, checked: how many images a fraction of a split keeps."""
     if not (0 < fraction <= 1) or math.isnan(fraction):

@@ -51,14 +51,6 @@ def errors_per_class(logits: Tensor, targets: Tensor) -> Tensor:
     return torch.bincount(targets[wrong.cpu()].cpu(), minlength=logits.shape[1])
 
 
-def confusion_matrix(logits: Tensor, targets: Tensor) -> Tensor:
-    """(C, C) counts: row = true class, column = predicted class."""
-    check_targets(targets, check_logits(logits, "logits"))
-    c = logits.shape[1]
-    pairs = targets.cpu() * c + logits.argmax(1).cpu()
-    return torch.bincount(pairs, minlength=c * c).reshape(c, c)
-
-
 def agreement(logits_a: Tensor, logits_b: Tensor) -> float:
     """Top-1 agreement: fraction of examples on which two models predict the same class."""
     check_pair(logits_a, logits_b, ("logits_a", "logits_b"))
@@ -94,23 +86,6 @@ def expected_calibration_error(logits: Tensor, targets: Tensor, n_bins: int = 15
         if mask.any():
             ece += mask.float().mean().double() * (confidence[mask].mean() - correct[mask].mean()).abs().double()
     return float(ece)
-
-
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, teacher_logits: Tensor | None = None) -> dict[str, float]:
-    """A dict of the usual metrics for one model on one split (plus fidelity if a teacher is given)."""
-    logits = predict_logits(model, x)
-    y = y.to(logits.device)
-    result = {
-        "accuracy": accuracy(logits, y),
-        "errors": error_count(logits, y),
-        "ece": expected_calibration_error(logits, y),
-        "entropy": float(predictive_entropy(logits).mean()),
-    }
-    if teacher_logits is not None:
-        teacher_logits = teacher_logits.to(logits.device)
-        result["agreement"] = agreement(logits, teacher_logits)
-        result["kl_teacher_student"] = mean_kl(teacher_logits, logits)
-    return result
 
 
 def first_layer_norm(model: object) -> float:

@@ -191,14 +191,6 @@ def soft_target_matrix(logits: Tensor, targets: Tensor, temperature: float = 1.0
     return (sums / counts[:, None]).to(logits.dtype)  # 0/0 -> NaN for absent classes
 
 
-def mask_diagonal(matrix: Tensor) -> Tensor:
-    """A copy of a square (C, C) matrix with NaN on the diagonal (plotly leaves NaN cells blank),
-    so a heatmap's colours show the small off-diagonal values."""
-    out = _check_square(matrix).clone().float()
-    out.fill_diagonal_(float("nan"))
-    return out
-
-
 class Pair(NamedTuple):
     """Two classes and how much soft probability passes between them."""
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from labkd import data as D
-from labkd.data import DatasetNotFoundError, Split, batches, fixed_shift, load_data, random_shift
+from labkd.data import DatasetNotFoundError, Split, batches, load_data, random_shift
 
 #: Images per class in the official MNIST training (60k) and test (10k) sets.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -445,6 +445,16 @@ def test_random_shift_moves_each_image_by_at_most_two_pixels_and_pads_with_fill(
     assert set(out.unique().tolist()) <= {fill, 0.5, 9.0}
     # images get their own shifts: all 25 (dy, dx) pairs occur in 1000 images
     assert len(set(zip(dy.tolist(), dx.tolist()))) == 25
+
+
+def fixed_shift(x: torch.Tensor, dy: int, dx: int, fill: float) -> torch.Tensor:
+    """The test's reference: the whole batch shifted by (dy, dx) pixels (positive: down/right)."""
+    s = max(abs(dy), abs(dx))
+    if s == 0:
+        return x
+    padded = torch.nn.functional.pad(x, (s, s, s, s), value=fill)
+    h, w = x.shape[-2:]
+    return padded[..., s - dy:s - dy + h, s - dx:s - dx + w]
 
 
 def test_random_shift_equals_a_whole_image_shift():
