@@ -5,7 +5,10 @@
 ...                       teacher=teacher)
 >>> student.final("test_acc"), student.cached
 
-The second call with the same arguments loads the weights and history from the cache.
+The second call with the same arguments loads the weights and history from the cache, and the
+objective's state (:mod:`labkd.objectives`: FitNets' regressor, CRD's heads and memory bank) with
+them. :func:`cached` is the one cached-training step, also for runs that are not one model
+(:func:`labkd.online.train_mutual`).
 """
 
 from __future__ import annotations
