@@ -5,6 +5,8 @@ The library does the work, the notebooks tell the story:
 - :mod:`labkd.data`: MNIST / Fashion-MNIST / digits as in-memory tensors, subsets, batches, jitter
 - :mod:`labkd.models`: MLPs, CNNs, small ResNets, all exposing intermediate features
 - :mod:`labkd.losses`: soft-target, distillation, logit-matching, hint and ensemble losses
+- :mod:`labkd.objectives`: training objectives registered by name (``TrainConfig.loss``); each
+  method is one class (:mod:`labkd.crd` adds contrastive distillation in one file)
 - :mod:`labkd.train`: one ``fit`` for every method; :mod:`labkd.experiments`: cached training
 - :mod:`labkd.metrics`, :mod:`labkd.plots`, :mod:`labkd.widgets`, :mod:`labkd.exercises`
 """
@@ -23,6 +25,7 @@ from labkd.losses import (  # noqa: E402
 )
 from labkd.models import build_model, num_parameters, serialized_size  # noqa: E402
 from labkd.train import TrainConfig, fit  # noqa: E402
+from labkd import crd  # noqa: E402,F401  (registers loss="crd" wherever labkd is imported)
 
 __all__ = [
     "Data", "Split", "TrainConfig", "Trained", "batches", "build_model", "distillation_loss",

@@ -296,3 +296,12 @@ def test_train_names_no_method_outside_docstrings():
     literals = {n.value for n in ast.walk(module)
                 if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings}
     assert not literals & set(OBJECTIVES) - {"cross_entropy"}  # the default loss is TrainConfig's default
+
+
+def test_crd_is_registered_wherever_labkd_is_imported():
+    import subprocess
+    import sys
+    code = ("from labkd.train import TrainConfig; "
+            "TrainConfig(loss='crd', hint_layer='fc1', guided_layer='fc1'); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
