@@ -160,14 +160,17 @@ def findings(rows: Sequence[Mapping], found: Sequence[stats.Claim], teacher_accu
                          f"({100 * c.delta:+.2f} ± {100 * c.se:.2f} points).")
     contrastive = by_name.get("CRD + KD")
     if contrastive is not None and contrastive.control == "KD":
+        gap = f"{100 * contrastive.delta:+.2f} ± {100 * contrastive.se:.2f} points, ahead on " \
+              f"{contrastive.wins}/{len(contrastive.seeds)} seeds"
         if contrastive.shown:
-            lines.append(f"CRD + KD beats KD by more than two standard errors ({100 * contrastive.delta:+.2f} ± "
-                         f"{100 * contrastive.se:.2f} points): the paper's direction (§4.1) reproduces here.")
+            lines.append(f"CRD + KD beats KD by more than two standard errors ({gap}): the paper's direction "
+                         f"(§4.1) reproduces here.")
+        elif contrastive.delta < 0 and abs(contrastive.delta) > 2 * contrastive.se:
+            lines.append(f"CRD + KD does worse than KD by more than two standard errors ({gap}): the opposite of "
+                         f"the paper's CIFAR-100 finding (§4.1) at this budget.")
         else:
-            lines.append(f"CRD + KD against KD: {100 * contrastive.delta:+.2f} ± {100 * contrastive.se:.2f} points, "
-                         f"not the clear gain the paper reports on CIFAR-100 (§4.1): with a thousand images the "
-                         f"contrastive term has few negatives to learn from, and KD's soft targets already carry "
-                         f"most of what the teacher can pass on.")
+            lines.append(f"CRD + KD is within two standard errors of KD ({gap}): the paper's gain over KD "
+                         f"(§4.1, about 1 to 2 points on CIFAR-100) is not shown at this budget.")
     labels = by_seed(rows, "labels only")
     for c in others:  # not a claim: how far each family got on its own, beside labels alone
         mine = by_seed(rows, c.treatment)
@@ -197,4 +200,9 @@ REGIMES_TRIED: list[dict] = [
      "teacher": "89.20 % (validation)", "labels only": "78.20 % (validation)",
      "what it showed": "KD T=4, α=0.9: 79.75 %, T=8, α=0.9: 79.50 %; AT β=10: 75.45 %, RKD β=10: 77.25 % "
                        "(worse than labels alone: hence smaller β in the grid)"},
+    {"regime": "the lesson's regime (student on 1,000 images, 30 epochs), CRD added; seeds 0, 1 (issue 14)",
+     "teacher": "the lesson's teacher", "labels only": "76.35 % (validation)",
+     "what it showed": "KD T=2, α=0.9: 80.35 %. CRD + KD on KD's T, α, τ=0.07: β=0.1 79.80 %, β=0.2 79.45 %, "
+                       "β=0.8 79.50 %, β=3.2 76.90 %; τ=0.2: β=0.1 79.70 %, β=0.8 80.65 %; τ=0.5, β=0.2: "
+                       "80.30 %. CRD alone (α=0): β=0.2 76.95 %, β=0.8 76.70 %, about labels only"},
 ]
