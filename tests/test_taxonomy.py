@@ -1,5 +1,5 @@
-"""Lesson 11 and 13's library: the ``feature_kd`` objective of ``fit``, labkd.taxonomy (with its
-``taxonomy_results`` and ``taxonomy_figures``) and lesson 13's labkd.where_next.
+"""Lesson 11's library: the ``feature_kd`` objective of ``fit`` and labkd.taxonomy (with its
+``taxonomy_results`` and ``taxonomy_figures``).
 
 Everything runs on the 8x8 digits with the lesson's CNNs (their last layers give 2x2 maps there),
 one or two epochs, so the file stays fast. No test asserts a measured accuracy.
@@ -8,13 +8,12 @@ one or two epochs, so the file stays fast. No test asserts a measured accuracy.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import pytest
 import torch
 
-from labkd import feature_losses, stats, taxonomy, taxonomy_figures, taxonomy_results, where_next
+from labkd import taxonomy, taxonomy_figures, taxonomy_results
 from labkd.data import load_data
 from labkd.train import TrainConfig, fit
 
@@ -343,47 +342,3 @@ def test_relation_snapshot_and_attention_figure(digits, teacher):
     assert len(fig.data) == 2 * (1 + len(teacher.model.feature_names))
     with pytest.raises(ValueError, match="students is empty"):
         taxonomy_figures.relation_snapshot(teacher, {}, digits)
-
-
-# --- lesson 13 ---------------------------------------------------------------------------------
-
-
-def test_course_methods_list_every_registered_objective_and_feature_loss():
-    from labkd import objectives
-
-    names = [r["loss"] for r in where_next.course_methods()]
-    assert names == [*objectives.OBJECTIVES, *feature_losses.FEATURE_LOSSES]
-    assert "crd" in names and all(r["lessons"] for r in where_next.course_methods())
-    for row in where_next.course_methods():
-        assert row["in fit"].startswith("TrainConfig(loss=")
-    for row in where_next.LITERATURE:
-        assert row["url"].startswith("https://arxiv.org/abs/") and row["in labkd"]
-
-
-def test_recorded_results_and_retention(tmp_path):
-    assert where_next.recorded_results(tmp_path / "missing") == {}
-    (tmp_path / "03_fitnets_hints.results.json").write_text(json.dumps(
-        {"teacher_accuracy": 0.98, "kd_test_error_pct": 2.5, "notebook_seconds": 30}))
-    (tmp_path / "11_kd_taxonomy.results.json").write_text(json.dumps(
-        {"teacher_accuracy": 0.99, "rkd_test_accuracy_pct": 97.02, "closest_in_kl": "KD"}))
-    (tmp_path / "12_broken.results.json").write_text("{not json")
-    found = where_next.recorded_results(tmp_path)
-    assert sorted(found) == ["03_fitnets_hints", "11_kd_taxonomy"]
-    kept = {(r["notebook"], r["student"]): r["retained %"] for r in where_next.retention(found)}
-    assert kept == {("03_fitnets_hints", "kd"): pytest.approx(99.5, abs=0.05),
-                    ("11_kd_taxonomy", "rkd"): pytest.approx(98.0, abs=0.05)}
-    assert {r["result"] for r in where_next.results_table(found)} == {"teacher_accuracy", "kd_test_error_pct",
-                                                                     "rkd_test_accuracy_pct"}
-
-
-def test_speed_table(digits):
-    pairs = {"tiny": (taxonomy.build_teacher(digits), taxonomy.build_student(digits))}
-    (row,) = where_next.speed_table(pairs, repeats=1)
-    assert row["student params"] < row["teacher params"] and row["student / teacher params"] < 1
-    assert row["speed-up x"] > 0
-    with pytest.raises(ValueError, match="repeats"):
-        where_next.latency_ms(pairs["tiny"][0], digits.input_shape, repeats=0)
-    pairs = where_next.course_pairs(digits)
-    assert list(pairs)[-1].endswith("(lesson 03)")  # lesson 13 reads the last pair
-    lesson11 = next(p for name, p in pairs.items() if name.endswith("(lesson 11)"))
-    assert [m.spec for m in lesson11] == [taxonomy.build_teacher(digits).spec, taxonomy.build_student(digits).spec]
