@@ -26,7 +26,9 @@ The negatives are read from a **memory bank** (one per side, ``M x d``): the emb
 training image had when it was last seen, updated with momentum ``m`` after every batch,
 ``bank[i] <- normalise(m · bank[i] + (1 - m) · g(x_i))`` (§3, "memory buffer"; Wu et al. 2018).
 As in the authors' code the loss is symmetric: the teacher's embedding is the anchor against the
-student's bank, and the student's embedding against the teacher's bank.
+student's bank, and the student's embedding against the teacher's bank. Unlike their CIFAR-100
+code, which draws an image's negatives from the other classes only, :meth:`MemoryBank.negatives`
+draws them from all other training images (the contrastive task then uses no labels).
 
 :class:`CRD` (registered as ``TrainConfig(loss="crd")``) adds the KD loss, the paper's best row
 ("CRD+KD"): ``KD(T, α) + β · L_CRD`` with β = ``TrainConfig.feature_weight``; α = 0 leaves the
