@@ -28,9 +28,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from torch import Tensor, nn
 
-from labkd import cache, losses, plots
+from labkd import cache, checks, losses, plots
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.metrics import predict_logits
@@ -309,22 +310,13 @@ def _check_values(values: Iterable[float], argument: str, check: Callable[[float
 
 
 def check_seeds(seeds: int | Sequence[int], first: int = 0) -> list[int]:
-    """``seeds`` as a list: an int n >= 1 means ``first, first+1, ..., first+n-1``."""
-    if isinstance(seeds, bool):
-        raise TypeError(f"seeds must be a positive integer or a list of integers, got {seeds!r}")
-    if isinstance(seeds, int):
+    """``seeds`` as a list: an int n >= 1 means ``first, first+1, ..., first+n-1``; a list is
+    checked by :func:`labkd.checks.check_seeds` (distinct non-negative integers)."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1 (how many seeds to average over), got {seeds}")
-        return [first + i for i in range(seeds)]
-    try:
-        items = list(seeds)
-    except TypeError:
-        raise TypeError(f"seeds must be a positive integer or a list of integers, got {seeds!r}") from None
-    if not items:
-        raise ValueError("seeds is empty: give at least one seed")
-    if any(isinstance(s, bool) or not isinstance(s, int) for s in items):
-        raise TypeError(f"seeds must be integers, got {items!r}")
-    return list(dict.fromkeys(items))
+        return [first + i for i in range(int(seeds))]
+    return checks.check_seeds(seeds)
 
 
 def baseline_config(base_config: TrainConfig, seed: int) -> TrainConfig:
