@@ -1,6 +1,7 @@
 """Plotly figures the lessons share. Each returns a ``go.Figure`` (or fills a ``FigureWidget``).
 
-Topic-specific figures live next to their widgets in :mod:`labkd.widgets`.
+A lesson's own static figures live in ``labkd/<lesson>_figures.py`` (e.g. :mod:`labkd.sweeps_figures`);
+:mod:`labkd.widgets` holds the interactive panels only.
 """
 
 from __future__ import annotations
