@@ -27,7 +27,7 @@ def teacher(data):
 
 @pytest.fixture(scope="module")
 def base():
-    return hinton.student_config(fast=True, epochs=1).replace(batch_size=64)
+    return hinton.student_config(fast=True, epochs=1, warmup_epochs=0).replace(batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,48 @@ def grid(data, teacher, base):
 
 
 def test_student_config():
-    assert hinton.student_config(fast=False).epochs == 20 and hinton.student_config(fast=True).epochs == 2
-    assert hinton.student_config(fast=False).lr == hinton.STUDENT_LR
-    assert hinton.student_config(fast=False).loss == "cross_entropy" and hinton.student_config(False).jitter == 0
-    assert hinton.student_config(fast=False, seed=3, epochs=7, lr=0.05).replace(seed=0) == \
-        hinton.student_config(fast=False, epochs=7, lr=0.05)
+    full, fast = hinton.student_config(fast=False), hinton.student_config(fast=True)
+    for key, value in hinton.STUDENT_RECIPE.items():
+        assert getattr(full, key) == value
+    assert fast.epochs == 2 and fast.warmup_epochs < fast.epochs
+    assert full.loss == "cross_entropy" and full.jitter == 0 and full.max_norm is None and full.weight_decay == 0
+    assert hinton.student_config(fast=False, seed=3, epochs=7).replace(seed=0) == hinton.student_config(False, epochs=7)
     with pytest.raises(ValueError, match="epochs"):
         hinton.student_config(fast=False, epochs=0)
+    with pytest.raises(TypeError, match="unknown TrainConfig fields"):
+        hinton.student_config(fast=False, epoch=3)
+    small = hinton.small_student_config(fast=False)
+    assert small.lr == hinton.SMALL_RECIPE["lr"] and small.warmup_epochs == 0
+    assert hinton.small_student_config(fast=True).epochs == 2
+    with pytest.raises(ValueError, match="epochs"):
+        hinton.small_student_config(fast=False, epochs=0)
+
+
+def test_paper_teacher_recipe():
+    from labkd import zoo
+
+    full = zoo.paper_teacher_config(fast=False)
+    assert full.max_norm is not None and full.jitter == 2 and full.warmup_epochs > 0
+    assert full != zoo.teacher_config(fast=False), "lesson 06's teacher must not replace the shared standard one"
+    fast = zoo.paper_teacher_config(fast=True, seed=4)
+    assert fast.epochs == 2 and fast.seed == 4 and fast.max_norm == full.max_norm
+
+
+def test_all_training_images(data):
+    full = hinton.all_training_images(data)
+    assert len(full.train) == len(data.train) + len(data.val)
+    assert torch.equal(full.train.x[len(data.train):], data.val.x) and torch.equal(full.test.y, data.test.y)
+    assert full.spec["all_training"] and full.fingerprint() != data.fingerprint()
+    with pytest.raises(ValueError, match="already holds all training images"):
+        hinton.all_training_images(full)
+    with pytest.raises(TypeError, match="data must be a labkd.Data"):
+        hinton.all_training_images(data.train)
+
+
+def test_validation_runs_are_tabulated():
+    rows = hinton.validation_table()
+    assert len(rows) == len(hinton.VALIDATION_RUNS)
+    assert sum(r["chosen"] == "yes" for r in rows) == len({r["model"] for r in hinton.VALIDATION_RUNS})
 
 
 def test_gap_closed():
@@ -105,15 +140,27 @@ def test_check_target_follows_the_numbers(grid, teacher, data):
     assert check.teacher_errors == t and check.baseline_errors == base and check.distilled_errors == kd
     expected = hinton.gap_closed(base, kd, t)
     assert (math.isnan(check.fraction) and math.isnan(expected)) or check.fraction == pytest.approx(expected)
-    assert check.teacher_ok == (t * 10_000 / len(data.test) <= hinton.MAX_TEACHER_ERRORS)
-    assert check.reached == (check.teacher_ok and check.fraction_ok)
-    assert ("Both targets reached" in str(check)) == check.reached
+    per_10k = 10_000 / len(data.test)
+    assert check.teacher_ok == (t * per_10k <= hinton.MAX_TEACHER_ERRORS)
+    assert check.distilled_ok == (kd * per_10k <= hinton.MAX_DISTILLED_ERRORS)
+    low, high = hinton.LABELS_ONLY_RANGE
+    assert check.baseline_ok == (low <= base * per_10k <= high)
+    assert check.reached == (check.teacher_ok and check.baseline_ok and check.distilled_ok and check.fraction_ok)
+    assert ("All targets reached" in str(check)) == check.reached
     if not check.reached:
-        assert "Target not reached" in str(check)
+        assert "Targets not reached" in str(check)
+    diffs = [b - k for b, k in zip(grid.values("test_errors", baseline=True), grid.values("test_errors", baseline=False))]
+    assert check.delta == pytest.approx(sum(diffs) / 2) and check.se >= 0
     strict = hinton.check_target(grid, teacher, data, max_teacher_errors=0, min_fraction=2.0)
     assert not strict.reached and "teacher is weaker" in str(strict)
     fast = hinton.check_target(grid, teacher, data, fast=True)
     assert not fast.reached and "Fast mode" in str(fast)
+    with pytest.raises(ValueError, match="labels_only_range"):
+        hinton.check_target(grid, teacher, data, labels_only_range=(160, 130))
+    with pytest.raises(ValueError, match="max_distilled_errors"):
+        hinton.check_target(grid, teacher, data, max_distilled_errors=-1)
+    with pytest.raises(ValueError, match="min_fraction"):
+        hinton.check_target(grid, teacher, data, min_fraction="most")
 
 
 def test_seconds_and_curves(grid, teacher, data):
@@ -216,18 +263,25 @@ def test_matching_study(data, teacher, base):
     assert hinton.matching_figure(result).layout.annotations.__len__() == 2
 
 
-def test_matching_findings_judge_against_the_seed_spread():
+def test_matching_claim_judges_paired_seeds():
+    seeds = [100, 101, 102, 103, 104]
+
     def result(corr_lo, corr_hi):
         rows = [{"temperature": t, "seed": s, "test_errors": 100, "lm_test_errors": 90, "agreement": 0.9,
-                 "logit_correlation": (corr_lo if t == 1 else corr_hi)[s], "teacher_agreement": 0.9}
-                for t in (1.0, 100.0) for s in (0, 1)]
-        return hinton.MatchingResult("s", {}, rows, [1.0, 100.0], [0, 1], 1000)
+                 "logit_correlation": (corr_lo if t == 1 else corr_hi)[i], "teacher_agreement": 0.9}
+                for t in (1.0, 100.0) for i, s in enumerate(seeds)]
+        return hinton.MatchingResult("s", {}, rows, [1.0, 100.0], seeds, 1000)
 
-    clear = hinton.matching_findings(result([0.70, 0.72], [0.99, 0.995]))[-1]
-    assert "rises" in clear and "§2.1 predicts" in clear
-    noisy = hinton.matching_findings(result([0.5, 0.99], [0.9, 0.6]))[-1]
-    assert "does not show" in noisy
-    assert "2 seeds" in noisy
+    clear = hinton.matching_claim(result([0.70, 0.72, 0.71, 0.69, 0.73], [0.99, 0.995, 0.99, 0.985, 0.99]))
+    assert clear.shown and clear.delta > 0 and clear.seeds == seeds
+    noisy = hinton.matching_claim(result([0.5, 0.99, 0.7, 0.9, 0.6], [0.9, 0.6, 0.8, 0.7, 0.75]))
+    assert not noisy.shown and "NOT SHOWN" in noisy.verdict
+    lines = hinton.matching_findings(result([0.70, 0.72, 0.71, 0.69, 0.73], [0.99, 0.995, 0.99, 0.985, 0.99]))
+    assert lines[-1] == clear.verdict and "T = 100" in lines[1]
+    with pytest.raises(TypeError, match="MatchingResult"):
+        hinton.matching_claim([])
+    with pytest.raises(ValueError, match="temperature=4"):
+        result([0.7] * 5, [0.9] * 5).per_seed("agreement", 4)
 
 
 def test_compare_with_paper_records_rows(grid, teacher, data, base):
@@ -249,7 +303,7 @@ def test_missed_gap_target_is_explained(grid, teacher, data):
     check = hinton.check_target(grid, teacher, data, max_teacher_errors=10_000, min_fraction=50.0)
     assert check.teacher_ok and not check.fraction_ok and not check.reached
     text = str(check)
-    assert "Target not reached" in text and "NOT reached" in text
+    assert "Targets not reached" in text and "NOT reached" in text
     if not math.isnan(check.fraction):
         assert "more errors than the teacher" in text and "epoch" in text
     else:
