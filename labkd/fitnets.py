@@ -36,19 +36,24 @@ the previous setting afterwards (set it to None to leave PyTorch's setting alone
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
 from labkd import losses, stats
 from labkd.checks import check_positive_int
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
+from labkd.fitnets_regime import (  # noqa: F401  (re-exported: the lesson calls fitnets.*)
+    DEPTHS, DEV_RESULTS, DEV_SEEDS, FRESH_FIRST, N_TRAIN, N_VAL, STAGE1_EPOCHS, STAGE1_LR, STUDENT_RECIPE,
+    TEACHER_RECIPE, WIDTH, Regime, build_thin_student, guided_layer_for, hint_pairs_for, regime, thin_student,
+)
+from labkd.fitnets_figures import (  # noqa: F401  (re-exported: the lesson calls fitnets.*)
+    COLOURS, busiest_channels, comparison_figure, curves_figure, hint_figure, model_table,
+)
 from labkd.models import BlockModel, build_model, check_feature_name, num_parameters, rebuild
 from labkd.threads import fixed_threads
 from labkd.train import TrainConfig
@@ -66,8 +71,6 @@ STUDENT = "fitnet_student"
 HINT_LAYER = "conv2"
 GUIDED_LAYER = "conv4"
 METHODS = ("scratch", "KD", "hints + KD")
-#: One colour per method, shared by every figure and panel of the lesson.
-COLOURS = {"scratch": "#7f7f7f", "KD": "#1f77b4", "hints + KD": "#2ca02c", "teacher": "#d62728"}
 
 def threads(n: int | None = None):
     """Run the block with ``n`` (default :data:`labkd.threads.TRAIN_THREADS`) intra-op threads."""
@@ -164,142 +167,6 @@ def train_teacher(data: Data, plan: Plan, seed: int = 0, progress: bool | None =
                                  f"{len(data.train)} images", **TEACHER_OPTIONS)
 
 
-# --------------------------------------------------------------------------------------------
-# Lesson 03's regime: a deep, thin, plain student that cannot learn without a hint
-
-#: The students of the lesson's claims are plain CNNs: ``depth`` 3x3 Conv(+bias)-ReLU layers of
-#: :data:`WIDTH` channels, no batch normalisation, PyTorch's default initialisation, max-pooling
-#: after layer 1 and about a third of the way up, global average pooling and a linear head (the
-#: kind of network FitNets was written for, before batch normalisation). Signals shrink layer
-#: after layer at initialisation, so a deep one does not learn from labels or soft targets.
-WIDTH = 16
-#: Depths of the two students: ``deep`` (the claim) and ``shallow`` (the contrast, where hints
-#: have nothing to fix). Chosen on validation with :data:`DEV_SEEDS` (see :data:`DEV_RESULTS`).
-DEPTHS: dict[str, int] = {"deep": 8, "shallow": 3}
-#: The lesson's teacher (wide, shallow, batch norm) and its recipe: the whole training split,
-#: trained to convergence (no jitter: fast, and > 99 % on MNIST).
-TEACHER_RECIPE = TrainConfig(epochs=6, batch_size=128, lr=0.05, seed=0)
-#: The students' recipe: ``epochs`` is the **total** budget of every arm (FitNets: stage 1 +
-#: stage 2), ``loss`` is set per arm.
-STUDENT_RECIPE = TrainConfig(epochs=8, batch_size=128, lr=0.01, temperature=4.0, alpha=0.9)
-#: Epochs of FitNets stage 1 (hint training), taken out of the budget above.
-STAGE1_EPOCHS = 3
-#: Learning rate of stage 1 (the hint regression trains well at a rate at which a plain
-#: network, once its signal no longer fades, diverges under the whole-network losses).
-STAGE1_LR = 0.05
-#: Training images of the students (the first of a seeded permutation of the training split).
-N_TRAIN = 5000
-#: Validation images used to choose the regime (test: all 10,000 images).
-N_VAL = 2000
-#: Seeds with which the regime was chosen on validation; the claims use fresh seeds.
-DEV_SEEDS = (0, 1, 2)
-#: Fresh seeds of the claims: ``FRESH_FIRST + seed`` onwards (``seed``: the notebook parameter).
-FRESH_FIRST = 100
-#: The development runs behind the choice (seed 0 unless said; 5,000 training images, 2,000
-#: validation images): final **validation** accuracy (%) of each arm, "" = not run. The first
-#: rows are quick probes with a proxy teacher (the same CNN trained on 10,000 images for 3
-#: epochs, 96.6 %); the last one uses the lesson's teacher and the development seeds 0 and 1.
-DEV_RESULTS: list[dict] = [
-    {"regime": "10 layers, lr 0.05, 6 epochs", "teacher": "-", "scratch": "12.4", "KD": "", "hints + KD": ""},
-    {"regime": "4 layers, lr 0.05, 6 epochs", "teacher": "-", "scratch": "47.7", "KD": "", "hints + KD": ""},
-    {"regime": "3 layers, lr 0.05, 6 epochs", "teacher": "-", "scratch": "77.6", "KD": "", "hints + KD": ""},
-    {"regime": "10 layers, lr 0.05, 8 epochs; hint -> conv5, stage 1: 2 epochs", "teacher": "proxy",
-     "scratch": "", "KD": "", "hints + KD": "10.0"},
-    {"regime": "8 layers, lr 0.05, 8 epochs; hint -> conv6, stage 1: 3 epochs", "teacher": "proxy",
-     "scratch": "12.4", "KD": "10.0", "hints + KD": "10.0"},
-    {"regime": "8 layers, lr 0.05 then 0.02 in stage 2; hint -> conv8, stage 1: 3 epochs", "teacher": "proxy",
-     "scratch": "", "KD": "", "hints + KD": "10.0 / 10.0"},
-    {"regime": "8 layers, lr 0.01, 8 epochs", "teacher": "proxy", "scratch": "12.4", "KD": "10.0", "hints + KD": ""},
-    {"regime": "8 layers, lr 0.01 (stage 1 too); hint -> conv6 or conv8, stage 1: 3 epochs", "teacher": "proxy",
-     "scratch": "", "KD": "", "hints + KD": "10.0 / 10.0"},
-    {"regime": "8 layers, stage 1: 3 epochs at lr 0.05, then lr 0.01; hint -> conv6 (7 epochs in all)",
-     "teacher": "proxy", "scratch": "", "KD": "", "hints + KD": "24.5"},
-    {"regime": "8 layers, Adam lr 0.001, 8 epochs; hint -> conv6, stage 1: 3 epochs", "teacher": "proxy",
-     "scratch": "59.7", "KD": "64.2", "hints + KD": "61.7"},
-    {"regime": "chosen: 8 layers; stage 1: 3 epochs at lr 0.05, then lr 0.01; hint -> conv6; 8 epochs in all "
-               "(development seeds 0 / 1)", "teacher": "lesson's (98.82 %)", "scratch": "",
-     "KD": "9.95 / 9.35", "hints + KD": "22.70 / 9.35"},
-]
-
-
-def thin_student(depth: int, width: int = WIDTH) -> dict:
-    """Model options (for ``build_model("cnn", **options)``) of a plain, thin CNN of ``depth`` layers.
-
-    >>> build_model("cnn", seed=0, **thin_student(10))     # 10 layers of 16 channels, no batch norm
-
-    Max-pooling follows layer 1 and layer ``1 + max(1, (depth - 1) // 3)``, so most layers run on
-    7x7 maps (cheap on a CPU) and the guided layer can match a 7x7 teacher hint.
-    """
-    check_positive_int(depth, "depth")
-    check_positive_int(width, "width")
-    if depth < 2:
-        raise ValueError(f"depth must be at least 2 (two pooling stages to reach 7x7 maps), got {depth!r}")
-    second = 1 + max(1, (depth - 1) // 3)
-    return {"channels": (int(width),) * depth, "batch_norm": False, "pool_after": (1, second)}
-
-
-def guided_layer_for(depth: int) -> str:
-    """The guided layer of a :func:`thin_student`: two layers below its top (so that stage 2
-    starts with two untrained layers and the head above it), or the first with 7x7 maps if that
-    comes later (so that a 1x1 regressor maps it onto a 7x7 hint, as in the paper)."""
-    second = thin_student(depth)["pool_after"][1]
-    return f"conv{max(second, depth - 2)}"
-
-
-@dataclass(frozen=True)
-class Regime:
-    """Sizes of lesson 03's experiment (see :func:`regime`). ``epochs``: every arm's total budget;
-    ``seeds``: the fresh seeds of the claims; ``depths``: the deep and the shallow student."""
-
-    n_train: int | None
-    n_val: int | None
-    epochs: int
-    stage1_epochs: int
-    teacher: TrainConfig
-    student: TrainConfig
-    depths: dict
-    seeds: tuple[int, ...]
-    dev_seeds: tuple[int, ...] = DEV_SEEDS
-    stage1_lr: float = STAGE1_LR
-
-    def options(self, student: str) -> dict:
-        """Model options of the ``"deep"`` or ``"shallow"`` student."""
-        if student not in self.depths:
-            raise ValueError(f"student={student!r} is unknown; expected one of {list(self.depths)}")
-        return thin_student(self.depths[student])
-
-    def guided_layer(self, student: str) -> str:
-        if student not in self.depths:
-            raise ValueError(f"student={student!r} is unknown; expected one of {list(self.depths)}")
-        return guided_layer_for(self.depths[student])
-
-    def config(self, seed: int = 0) -> TrainConfig:
-        """The students' recipe with ``seed``."""
-        return self.student.replace(seed=seed)
-
-
-def regime(fast: bool, seed: int = 0, seeds: int = stats.MIN_SEEDS, deep: int = DEPTHS["deep"],
-           shallow: int = DEPTHS["shallow"]) -> Regime:
-    """Lesson 03's experiment: :data:`TEACHER_RECIPE`, :data:`STUDENT_RECIPE`, :data:`STAGE1_EPOCHS`,
-    :data:`N_TRAIN` images, ``seeds`` fresh seeds from ``FRESH_FIRST + seed``.
-
-    Fast mode (tests, a smoke test): the data as given, a 1-epoch teacher, 3 epochs per arm (1 of
-    stage 1), batches of 32, one seed (``seed`` itself).
-    """
-    check_positive_int(seeds, "seeds")
-    thin_student(deep)
-    thin_student(shallow)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    depths = {"deep": deep, "shallow": shallow}
-    if fast:
-        return Regime(None, None, 3, 1, TEACHER_RECIPE.replace(epochs=1, batch_size=32),
-                      STUDENT_RECIPE.replace(epochs=3, batch_size=32), depths, (seed,))
-    fresh = stats.fresh_seeds(FRESH_FIRST + seed, seeds, development=DEV_SEEDS)
-    return Regime(N_TRAIN, N_VAL, STUDENT_RECIPE.epochs, STAGE1_EPOCHS, TEACHER_RECIPE, STUDENT_RECIPE,
-                  depths, tuple(fresh))
-
-
 def train_lesson_teacher(data: Data, run: Regime, progress: bool | None = None) -> Trained:
     """Lesson 03's teacher (:data:`TEACHER` with :data:`TEACHER_OPTIONS`, recipe ``run.teacher``),
     trained once on all of ``data.train`` and cached."""
@@ -307,12 +174,6 @@ def train_lesson_teacher(data: Data, run: Regime, progress: bool | None = None) 
         return train_model(TEACHER, data, run.teacher, progress=progress,
                            label=f"FitNets lesson teacher ({TEACHER} {TEACHER_OPTIONS}) {run.teacher.epochs} epochs "
                                  f"on {data.name}, {len(data.train)} images", **TEACHER_OPTIONS)
-
-
-def build_thin_student(depth: int, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
-                       seed: int = 0) -> BlockModel:
-    """An untrained :func:`thin_student` (every arm of a seed starts from these weights)."""
-    return build_model("cnn", input_shape, num_classes, seed=seed, **thin_student(depth))
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,6 +189,8 @@ class FitNetResult:
     hint_layer: str
     guided_layer: str
     stage1_config: TrainConfig
+    #: every hint of stage 1 in order (stacked hints); ``stage1`` is the last one.
+    stage1_steps: tuple[Trained, ...] = ()
 
     @property
     def model(self) -> BlockModel:
@@ -340,8 +203,8 @@ class FitNetResult:
 
     @property
     def seconds(self) -> float:
-        """Training time of both stages."""
-        return self.stage1.seconds + self.stage2.seconds
+        """Training time of both stages (every hint of stage 1)."""
+        return sum(t.seconds for t in (self.stage1_steps or (self.stage1,))) + self.stage2.seconds
 
     def final(self, metric: str = "test_acc") -> float:
         return self.stage2.final(metric)
@@ -376,12 +239,21 @@ def check_layers(teacher: nn.Module | Trained, hint_layer: str, guided_layer: st
     check_feature_name(student, guided_layer, "guided_layer")
 
 
+def _hint_pairs(hint_layer: str | Sequence[str], guided_layer: str | Sequence[str]) -> list[tuple[str, str]]:
+    hints = [hint_layer] if isinstance(hint_layer, str) else list(hint_layer)
+    guided = [guided_layer] if isinstance(guided_layer, str) else list(guided_layer)
+    if not hints or len(hints) != len(guided) or not all(isinstance(n, str) for n in hints + guided):
+        raise ValueError(f"hint_layer and guided_layer must be two layer names, or two lists of names of the same "
+                         f"length (stacked hints), got {hint_layer!r} and {guided_layer!r}")
+    return list(zip(hints, guided, strict=True))
+
+
 def train_fitnet(
     data: Data,
     teacher: nn.Module | Trained,
     student_arch: str = STUDENT,
-    hint_layer: str = HINT_LAYER,
-    guided_layer: str = GUIDED_LAYER,
+    hint_layer: str | Sequence[str] = HINT_LAYER,
+    guided_layer: str | Sequence[str] = GUIDED_LAYER,
     config: TrainConfig | None = None,
     stage1_epochs: int = 1,
     stage1_config: TrainConfig | None = None,
@@ -392,48 +264,68 @@ def train_fitnet(
     **model_options,
 ) -> FitNetResult:
     """Stage 1 (hint: guided layer + regressor -> hint layer, MSE), then stage 2 (distillation
-    of the whole student from the stage-1 weights). Both stages are cached.
+    of the whole student from the stage-1 weights). Every stage is cached.
 
     Args:
+        hint_layer / guided_layer: one teacher layer and one student layer, as in the paper, or
+            two lists of the same length: **stacked hints**, trained one after the other, each
+            from the previous one's weights, bottom first (:func:`hint_pairs_for`).
         config: the students' recipe; ``config.epochs`` is the **total** budget: stage 1 uses
-            it with ``loss="hint"`` and ``stage1_epochs`` epochs, stage 2 with
-            ``loss="distillation"`` and the remaining ``config.epochs - stage1_epochs`` epochs, so
-            a FitNet trains exactly as many epochs as a student trained with KD alone.
-        stage1_config / stage2_config: give either to override the derived recipe entirely.
+            it with ``loss="hint"`` and ``stage1_epochs`` epochs in all (split evenly over the
+            hints), stage 2 with ``loss="distillation"`` and the remaining
+            ``config.epochs - stage1_epochs`` epochs, so a FitNet trains exactly as many epochs
+            as a student trained with KD alone.
+        stage1_config / stage2_config: give either to override the derived recipe entirely
+            (``stage1_config``: one hint only).
         stage1_lr: stage 1's learning rate (default: ``config.lr``).
-        on_stage: called with ``("stage1", trained)`` and ``("stage2", trained)`` (progress displays).
+        on_stage: called with ``("stage1", trained)`` after each hint and ``("stage2", trained)``.
         model_options: passed to the student's architecture.
     Raises ``ValueError`` (listing the valid names) for an unknown ``hint_layer``/``guided_layer``.
     """
     base = config if config is not None else TrainConfig()
+    pairs = _hint_pairs(hint_layer, guided_layer)
     check_positive_int(stage1_epochs, "stage1_epochs")
     if stage1_config is None and stage2_config is None and stage1_epochs >= base.epochs:
         raise ValueError(f"stage1_epochs={stage1_epochs} leaves no epoch of the budget config.epochs={base.epochs} "
                          f"for stage 2; use fewer stage-1 epochs or a larger budget")
-    s1 = stage1_config or base.replace(loss="hint", epochs=stage1_epochs, hint_layer=hint_layer,
-                                        guided_layer=guided_layer, lr=base.lr if stage1_lr is None else stage1_lr)
-    if s1.loss != "hint" or s1.hint_layer != hint_layer or s1.guided_layer != guided_layer:
-        raise ValueError(f"stage1_config must have loss='hint', hint_layer={hint_layer!r}, "
-                         f"guided_layer={guided_layer!r}; got loss={s1.loss!r}, hint_layer={s1.hint_layer!r}, "
+    if stage1_config is not None and len(pairs) > 1:
+        raise ValueError("stage1_config overrides a single hint; with stacked hints give stage1_epochs and stage1_lr")
+    if stage1_config is None and stage1_epochs % len(pairs):
+        raise ValueError(f"stage1_epochs={stage1_epochs} must split evenly over the {len(pairs)} stacked hints")
+    per_hint = stage1_epochs // len(pairs)
+    steps = [stage1_config] if stage1_config is not None else [
+        base.replace(loss="hint", epochs=per_hint, hint_layer=h, guided_layer=g, eval_every=per_hint,
+                     lr=base.lr if stage1_lr is None else stage1_lr) for h, g in pairs]
+    s1 = steps[-1]
+    if s1.loss != "hint" or (s1.hint_layer, s1.guided_layer) != pairs[-1]:
+        raise ValueError(f"stage1_config must have loss='hint', hint_layer={pairs[-1][0]!r}, "
+                         f"guided_layer={pairs[-1][1]!r}; got loss={s1.loss!r}, hint_layer={s1.hint_layer!r}, "
                          f"guided_layer={s1.guided_layer!r}")
-    s2 = stage2_config or base.replace(loss="distillation", epochs=base.epochs - s1.epochs)
+    s2 = stage2_config or base.replace(loss="distillation", epochs=base.epochs - sum(c.epochs for c in steps))
     if s2.loss == "hint":
         raise ValueError("stage2_config must train the whole student (e.g. loss='distillation'), not loss='hint'")
-    check_layers(teacher, hint_layer, guided_layer, student_arch, data.input_shape, data.num_classes, **model_options)
+    for h, g in pairs:
+        check_layers(teacher, h, g, student_arch, data.input_shape, data.num_classes, **model_options)
     where = f"{data.name}, {len(data.train)} images"
+    done: list[Trained] = []
+    for cfg in steps:
+        with threads():
+            stage1 = train_model(student_arch, data, cfg, teacher=teacher, init=done[-1] if done else None,
+                                 progress=progress,
+                                 label=f"FitNets stage 1 ({student_arch} {cfg.guided_layer} <- teacher {cfg.hint_layer}"
+                                       f"{f', hint {len(done) + 1} of {len(steps)}' if len(steps) > 1 else ''}) "
+                                       f"seed={cfg.seed} on {where}", **model_options)
+        done.append(stage1)
+        if on_stage is not None:
+            on_stage("stage1", stage1)
     with threads():
-        stage1 = train_model(student_arch, data, s1, teacher=teacher, progress=progress,
-                             label=f"FitNets stage 1 ({student_arch} {guided_layer} <- teacher {hint_layer}) "
-                                   f"seed={s1.seed} on {where}", **model_options)
-    if on_stage is not None:
-        on_stage("stage1", stage1)
-    with threads():
-        stage2 = train_model(student_arch, data, s2, teacher=teacher, init=stage1, progress=progress,
+        stage2 = train_model(student_arch, data, s2, teacher=teacher, init=done[-1], progress=progress,
                              label=f"FitNets stage 2 ({student_arch} {s2.loss} from hints "
-                                   f"{guided_layer}<-{hint_layer}) seed={s2.seed} on {where}", **model_options)
+                                   f"{', '.join(f'{g}<-{h}' for h, g in pairs)}) seed={s2.seed} on {where}",
+                             **model_options)
     if on_stage is not None:
         on_stage("stage2", stage2)
-    return FitNetResult(stage1, stage2, hint_layer, guided_layer, s1)
+    return FitNetResult(done[-1], stage2, pairs[-1][0], pairs[-1][1], s1, tuple(done))
 
 
 def train_baseline(data: Data, method: str, config: TrainConfig, teacher: nn.Module | Trained | None = None,
@@ -464,8 +356,8 @@ def compare_methods(
     seeds: Sequence[int],
     config: TrainConfig,
     stage1_epochs: int = 1,
-    hint_layer: str = HINT_LAYER,
-    guided_layer: str = GUIDED_LAYER,
+    hint_layer: str | Sequence[str] = HINT_LAYER,
+    guided_layer: str | Sequence[str] = GUIDED_LAYER,
     student_arch: str = STUDENT,
     progress: bool | None = None,
     methods: Sequence[str] = METHODS,
@@ -493,7 +385,8 @@ def compare_methods(
                          f"for stage 2")
     if isinstance(methods, str) or not methods or any(m not in METHODS for m in methods):
         raise ValueError(f"methods must list some of {list(METHODS)}, got {methods!r}")
-    check_layers(teacher, hint_layer, guided_layer, student_arch, data.input_shape, data.num_classes, **model_options)
+    for h, g in _hint_pairs(hint_layer, guided_layer):
+        check_layers(teacher, h, g, student_arch, data.input_shape, data.num_classes, **model_options)
     rows = []
     for seed in seeds:
         cfg = config.replace(seed=seed)
@@ -626,94 +519,3 @@ def hint_snapshot(teacher: nn.Module | Trained, fitnet: FitNetResult, data: Data
         images=x[:n_images].cpu(), hint=hint[:n_images].cpu(), before=before[:n_images].cpu(),
         after=after[:n_images].cpu(), loss_before=float(hint_loss(before[:k], hint[:k])),
         loss_after=float(hint_loss(after[:k], hint[:k])), loss_images=k, **layers)
-
-
-def busiest_channels(hint: Tensor, k: int = 4) -> list[int]:
-    """The ``k`` channels of a hint (C, H, W) whose maps vary the most (the most informative to show)."""
-    if hint.ndim != 3:
-        raise ValueError(f"hint must have shape (C, H, W), got {tuple(hint.shape)}")
-    return hint.flatten(1).std(1).argsort(descending=True)[:k].tolist()
-
-
-# --------------------------------------------------------------------------------------------
-# Figures
-
-
-def hint_figure(snapshot: HintSnapshot, image: int = 0, channels: Sequence[int] | None = None) -> go.Figure:
-    """Rows: channels of the teacher's hint; columns: the hint, the regressor's output before
-    stage 1, and after. One test image; shared colour range per row."""
-    channels = list(channels) if channels is not None else busiest_channels(snapshot.hint[image])
-    titles = ["teacher hint", "regressed, before stage 1", "regressed, after stage 1"]
-    fig = make_subplots(rows=len(channels), cols=3, column_titles=titles,
-                        row_titles=[f"ch {c}" for c in channels], horizontal_spacing=0.03, vertical_spacing=0.03)
-    for r, c in enumerate(channels, start=1):
-        maps = [snapshot.hint[image, c], snapshot.before[image, c], snapshot.after[image, c]]
-        lo, hi = float(min(m.min() for m in maps)), float(max(m.max() for m in maps))
-        for col, m in enumerate(maps, start=1):
-            fig.add_trace(go.Heatmap(z=m.flip(0).numpy(), zmin=lo, zmax=hi, colorscale="Viridis",
-                                     showscale=False, hovertemplate="%{z:.2f}<extra></extra>"), row=r, col=col)
-    fig.update_xaxes(visible=False).update_yaxes(visible=False)
-    fig.update_layout(height=150 * len(channels) + 100, width=620, margin=dict(l=10, r=40, t=90, b=10),
-                      title=dict(text=f"hint loss {snapshot.loss_before:.3f} → {snapshot.loss_after:.3f} "
-                                      f"(MSE, {snapshot.loss_images} test images)", font_size=14, x=0.02, y=0.98))
-    return fig
-
-
-def comparison_figure(rows: Sequence[dict], teacher_accuracy: float | None = None) -> go.Figure:
-    """Test accuracy of each method: one dot per seed and the mean ± std; the teacher as a line."""
-    fig = go.Figure()
-    for method in dict.fromkeys(r["method"] for r in rows):
-        acc = [100 * r["accuracy"] for r in rows if r["method"] == method]
-        mean, std = stats.mean_std(acc)
-        colour = COLOURS.get(method)
-        fig.add_trace(go.Scatter(x=[method] * len(acc), y=acc, mode="markers", name=f"{method} (seeds)",
-                                 marker=dict(size=8, opacity=0.5, color=colour), showlegend=False))
-        fig.add_trace(go.Scatter(x=[method], y=[mean], mode="markers", name=method,
-                                 marker=dict(size=18, symbol="line-ew-open", line_width=3, color=colour),
-                                 error_y=dict(type="data", array=[std], visible=True, color=colour)))
-    if teacher_accuracy is not None:
-        fig.add_hline(y=100 * teacher_accuracy, line_dash="dot", line_color=COLOURS["teacher"],
-                      annotation_text="teacher")
-    fig.update_layout(yaxis_title="test accuracy %", height=380, showlegend=False,
-                      title="Same student, same initial weights, three ways of training")
-    return fig
-
-
-def curves_figure(rows: Sequence[dict], title: str = "Test accuracy during training (mean ± std over seeds)") -> go.Figure:
-    """Test accuracy after each epoch, mean ± std over seeds. The x-axis counts every epoch of
-    training, so hints + KD starts after its stage-1 epochs (in which the head is not trained)
-    and every method ends at the same epoch (the same budget)."""
-    fig = go.Figure()
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        offset, n = mine[0]["offset"], min(len(r["curve"]) for r in mine)
-        spread = [stats.mean_std([100 * r["curve"][e] for r in mine]) for e in range(n)]
-        fig.add_trace(go.Scatter(x=[offset + e + 1 for e in range(n)], y=[m for m, _ in spread], name=method,
-                                 mode="lines+markers", line_color=COLOURS.get(method),
-                                 error_y=dict(type="data", array=[s for _, s in spread])))
-        if offset:
-            fig.add_vrect(x0=0.5, x1=offset + 0.5, fillcolor="#2ca02c", opacity=0.08, line_width=0,
-                          annotation_text="stage 1 (hints)", annotation_position="top left")
-    fig.update_xaxes(dtick=1)
-    fig.update_layout(xaxis_title="epochs of training (stage 1 included)", yaxis_title="test accuracy %",
-                      height=380, title=title)
-    return fig
-
-
-def model_table(teacher: nn.Module | Trained, student: nn.Module | Trained,
-                regressor: nn.Module | None = None, student_name: str = "student",
-                **more_students: nn.Module | Trained) -> list[dict]:
-    """Rows describing teacher, student, any ``more_students`` (by name) and the stage-1
-    regressor: layers, channels, batch norm, parameters."""
-    rows = []
-    for name, model in (("teacher", teacher), (student_name, student), *more_students.items()):
-        model = _model(model)
-        channels = model.spec.get("channels", ())
-        shown = f"{len(channels)} x {channels[0]}" if channels and len(set(channels)) == 1 else str(tuple(channels))
-        rows.append({"model": name, "conv layers": len(model.feature_names), "channels": shown,
-                     "batch norm": "yes" if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) else "no",
-                     "params": num_parameters(model)})
-    if regressor is not None:
-        rows.append({"model": "regressor (stage 1 only)", "conv layers": 1, "channels": "",
-                     "params": num_parameters(regressor)})
-    return rows

@@ -1,0 +1,220 @@
+"""Lesson 03's regime (re-exported by :mod:`labkd.fitnets`): plain, thin students of two
+depths, the stacked hints that guide them, the recipes chosen on validation and the
+development runs behind the choice (:data:`DEV_RESULTS`).
+
+>>> run = regime(fast=False, seed=0)            # sizes, recipes, fresh seeds 110..114
+>>> run.hints("deep")                           # (teacher layer, guided layer) pairs
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from labkd import stats
+from labkd.checks import check_positive_int
+from labkd.models import BlockModel, build_model
+from labkd.train import TrainConfig
+
+# --------------------------------------------------------------------------------------------
+# Lesson 03's regime: a deep, thin, plain student that cannot learn without a hint
+
+#: The students of the lesson's claims are plain CNNs: ``depth`` 3x3 Conv(+bias)-ReLU layers of
+#: :data:`WIDTH` channels, no batch normalisation, PyTorch's default initialisation, max-pooling
+#: after layer 1 and about a third of the way up, global average pooling and a linear head (the
+#: kind of network FitNets was written for, before batch normalisation). Signals shrink layer
+#: after layer at initialisation, so a deep one does not learn from labels or soft targets.
+WIDTH = 16
+#: Depths of the two students: ``deep`` (the claim) and ``shallow`` (the contrast, where hints
+#: have nothing to fix). Chosen on validation with :data:`DEV_SEEDS` (see :data:`DEV_RESULTS`).
+DEPTHS: dict[str, int] = {"deep": 8, "shallow": 3}
+#: The lesson's teacher (wide, shallow, batch norm) and its recipe: the whole training split,
+#: 6 epochs, no jitter (98.8 % on MNIST; more epochs would not fit the lesson's 30-minute budget).
+TEACHER_RECIPE = TrainConfig(epochs=6, batch_size=128, lr=0.05, seed=0)
+#: The students' recipe: ``epochs`` is the **total** budget of every arm (FitNets: stage 1 +
+#: stage 2), ``loss`` is set per arm. lr 0.005: the hinted deep student diverged in stage 2 at
+#: 0.01 (see :data:`DEV_RESULTS`); KD and labels alone stay at chance at 0.005, 0.01 and 0.05.
+STUDENT_RECIPE = TrainConfig(epochs=12, batch_size=128, lr=0.005, temperature=4.0, alpha=0.9)
+#: Epochs of FitNets stage 1 (hint training), taken out of the budget above: split evenly over
+#: the stacked hints of :func:`hint_pairs_for` (2 epochs per hint for the deep student).
+STAGE1_EPOCHS = 6
+#: Learning rate of stage 1 (the hint regression trains well at a rate at which a plain
+#: network, once its signal no longer fades, diverges under the whole-network losses).
+STAGE1_LR = 0.2
+#: Training images of the students (the first of a seeded permutation of the training split).
+N_TRAIN = 5000
+#: Validation images used to choose the regime (test: all 10,000 images).
+N_VAL = 2000
+#: Seeds with which the regime was chosen on validation; the claims use fresh seeds.
+DEV_SEEDS = (0, 1, 2)
+#: Fresh seeds of the claims: ``FRESH_FIRST + seed`` onwards (``seed``: the notebook parameter).
+#: 110, not the course's usual 100: seeds 100-104 judged the earlier regime (one hint, 8 epochs),
+#: and the stacked hints were chosen after seeing them, so they are confirmed on seeds never used.
+FRESH_FIRST = 110
+#: The development runs behind the choice (seed 0 unless said; 5,000 training images, 2,000
+#: validation images): final **validation** accuracy (%) of each arm, "" = not run. The first
+#: rows are quick probes with a proxy teacher (the same CNN trained on 10,000 images for 3
+#: epochs, 96.6 %); the later ones use the lesson's teacher. Each hint stage reaches a hint loss
+#: (MSE) that says whether it learnt: the teacher's ``conv3`` varies by 0.65 per element across
+#: images, and the top hint ended at 0.78-0.84 on the seeds where stage 2 failed.
+_LESSON_TEACHER = "lesson's (98.82 %)"
+DEV_RESULTS: list[dict] = [
+    {"regime": "10 layers, lr 0.05, 6 epochs", "teacher": "-", "scratch": "12.4", "KD": "", "hints + KD": ""},
+    {"regime": "4 layers, lr 0.05, 6 epochs", "teacher": "-", "scratch": "47.7", "KD": "", "hints + KD": ""},
+    {"regime": "3 layers, lr 0.05, 6 epochs", "teacher": "-", "scratch": "77.6", "KD": "", "hints + KD": ""},
+    {"regime": "10 layers, lr 0.05, 8 epochs; hint -> conv5, stage 1: 2 epochs", "teacher": "proxy",
+     "scratch": "", "KD": "", "hints + KD": "10.0"},
+    {"regime": "8 layers, lr 0.05, 8 epochs; hint -> conv6, stage 1: 3 epochs", "teacher": "proxy",
+     "scratch": "12.4", "KD": "10.0", "hints + KD": "10.0"},
+    {"regime": "8 layers, lr 0.05 then 0.02 in stage 2; hint -> conv8, stage 1: 3 epochs", "teacher": "proxy",
+     "scratch": "", "KD": "", "hints + KD": "10.0 / 10.0"},
+    {"regime": "8 layers, lr 0.01, 8 epochs", "teacher": "proxy", "scratch": "12.4", "KD": "10.0", "hints + KD": ""},
+    {"regime": "8 layers, lr 0.01 (stage 1 too); hint -> conv6 or conv8, stage 1: 3 epochs", "teacher": "proxy",
+     "scratch": "", "KD": "", "hints + KD": "10.0 / 10.0"},
+    {"regime": "8 layers, stage 1: 3 epochs at lr 0.05, then lr 0.01; hint -> conv6 (7 epochs in all)",
+     "teacher": "proxy", "scratch": "", "KD": "", "hints + KD": "24.5"},
+    {"regime": "8 layers, Adam lr 0.001, 8 epochs; hint -> conv6, stage 1: 3 epochs", "teacher": "proxy",
+     "scratch": "59.7", "KD": "64.2", "hints + KD": "61.7"},
+    {"regime": "earlier choice: 8 layers; stage 1: 3 epochs at lr 0.05, then lr 0.01; hint -> conv6; 8 epochs in "
+               "all (seeds 0 / 1; on fresh seeds 100-104: hints + KD - KD = +2.38 +- 2.08 test, 1 of 5 off chance)",
+     "teacher": _LESSON_TEACHER, "scratch": "", "KD": "9.95 / 9.35", "hints + KD": "22.70 / 9.35"},
+    # From here on: 12 epochs in all, the lesson's teacher; "a -> b": teacher layer a guides student layer b.
+    {"regime": "8 layers, one hint conv2 -> conv6, stage 1: 6 epochs at lr 0.1, then lr 0.01", "teacher": _LESSON_TEACHER,
+     "scratch": "", "KD": "10.0", "hints + KD": "9.4 (max-norm 1: 9.4)"},
+    {"regime": "8 layers, one hint conv2 -> conv8 (the top), stage 1: 6 epochs at lr 0.2, then lr 0.01 / 0.005 / "
+               "0.003 (seed 0)", "teacher": _LESSON_TEACHER, "scratch": "", "KD": "", "hints + KD": "12.4 / 44.1 / 22.8"},
+    {"regime": "the same at lr 0.005, seeds 1 / 2 (the top hint learnt little on seed 2)", "teacher": _LESSON_TEACHER,
+     "scratch": "", "KD": "", "hints + KD": "22.1 / 8.6"},
+    {"regime": "8 layers, three hints all from conv2 -> conv4, conv6, conv8 (2 epochs each at lr 0.2), then lr "
+               "0.005 (seed 0; stage 2 diverged), or with the head zeroed before stage 2 (seeds 0 / 1 / 2)",
+     "teacher": _LESSON_TEACHER, "scratch": "", "KD": "", "hints + KD": "9.4; 33.3 / 12.4 / 12.4"},
+    {"regime": "the same (head not zeroed), stage 2 at lr 0.002 (seeds 0 / 1 / 2)", "teacher": _LESSON_TEACHER, "scratch": "",
+     "KD": "", "hints + KD": "14.8 / 10.5 / 9.8"},
+    {"regime": "6 layers, three hints conv1 -> conv1, conv2 -> conv4, conv3 -> conv6, then lr 0.005 (seeds 1 / 2)",
+     "teacher": _LESSON_TEACHER, "scratch": "", "KD": "", "hints + KD": "18.9 / 19.7"},
+    {"regime": "chosen: 8 layers, three stacked hints conv1 -> conv2, conv2 -> conv5, conv3 -> conv8 (2 epochs each "
+               "at lr 0.2), then 6 epochs of KD at lr 0.005; KD and scratch: 12 epochs at lr 0.005 "
+               "(seeds 0 / 1 / 2)", "teacher": _LESSON_TEACHER, "scratch": "12.4 (seed 0)", "KD": "10.0 / 9.4 / 9.3",
+     "hints + KD": "44.4 / 22.7 / 9.8"},
+    {"regime": "the chosen hints, stage 2 at lr 0.01 (seed 0) / the top hint given 4 epochs, 14 in all (seed 2)",
+     "teacher": _LESSON_TEACHER, "scratch": "", "KD": "", "hints + KD": "9.4 / 9.8"},
+    {"regime": "the chosen hints, the head set to the teacher's classifier through the top regressor before stage 2 "
+               "(not FitNets; seeds 0 / 1 / 2)", "teacher": _LESSON_TEACHER, "scratch": "", "KD": "",
+     "hints + KD": "68.9 / 12.4 / 9.7"},
+]
+
+
+def thin_student(depth: int, width: int = WIDTH) -> dict:
+    """Model options (for ``build_model("cnn", **options)``) of a plain, thin CNN of ``depth`` layers.
+
+    >>> build_model("cnn", seed=0, **thin_student(10))     # 10 layers of 16 channels, no batch norm
+
+    Max-pooling follows layer 1 and layer ``1 + max(1, (depth - 1) // 3)``, so most layers run on
+    7x7 maps (cheap on a CPU) and the guided layer can match a 7x7 teacher hint.
+    """
+    check_positive_int(depth, "depth")
+    check_positive_int(width, "width")
+    if depth < 2:
+        raise ValueError(f"depth must be at least 2 (two pooling stages to reach 7x7 maps), got {depth!r}")
+    second = 1 + max(1, (depth - 1) // 3)
+    return {"channels": (int(width),) * depth, "batch_norm": False, "pool_after": (1, second)}
+
+
+def guided_layer_for(depth: int) -> str:
+    """The guided layer of a :func:`thin_student`: two layers below its top (so that stage 2
+    starts with two untrained layers and the head above it), or the first with 7x7 maps if that
+    comes later (so that a 1x1 regressor maps it onto a 7x7 hint, as in the paper)."""
+    second = thin_student(depth)["pool_after"][1]
+    return f"conv{max(second, depth - 2)}"
+
+
+def hint_pairs_for(depth: int) -> tuple[tuple[str, str], ...]:
+    """Stacked hints for a :func:`thin_student` of ``depth`` >= 3 layers: ``(teacher layer,
+    guided student layer)`` pairs, each teacher layer guiding the student layer at the same
+    relative height and map size: the teacher's ``conv1`` (14x14) the student's last 14x14 layer,
+    its ``conv2`` (7x7) a middle 7x7 layer, its ``conv3`` (the features of its classifier) the
+    student's top layer. Stage 1 trains them in this order, each from the previous one's weights.
+
+    >>> hint_pairs_for(8)
+    (('conv1', 'conv2'), ('conv2', 'conv5'), ('conv3', 'conv8'))
+    """
+    check_positive_int(depth, "depth")
+    if depth < 3:
+        raise ValueError(f"depth must be at least 3 for three stacked hints (one student layer per teacher "
+                         f"layer), got {depth!r}")
+    second = thin_student(depth)["pool_after"][1]
+    guided = (second - 1, (second + depth) // 2, depth)
+    return tuple((f"conv{t}", f"conv{g}") for t, g in zip((1, 2, 3), guided, strict=True))
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Sizes of lesson 03's experiment (see :func:`regime`). ``epochs``: every arm's total budget;
+    ``seeds``: the fresh seeds of the claims; ``depths``: the deep and the shallow student."""
+
+    n_train: int | None
+    n_val: int | None
+    epochs: int
+    stage1_epochs: int
+    teacher: TrainConfig
+    student: TrainConfig
+    depths: dict
+    seeds: tuple[int, ...]
+    dev_seeds: tuple[int, ...] = DEV_SEEDS
+    stage1_lr: float = STAGE1_LR
+
+    def options(self, student: str) -> dict:
+        """Model options of the ``"deep"`` or ``"shallow"`` student."""
+        if student not in self.depths:
+            raise ValueError(f"student={student!r} is unknown; expected one of {list(self.depths)}")
+        return thin_student(self.depths[student])
+
+    def hints(self, student: str) -> tuple[tuple[str, str], ...]:
+        """The stacked ``(teacher layer, guided layer)`` pairs of the ``"deep"`` or ``"shallow"`` student."""
+        if student not in self.depths:
+            raise ValueError(f"student={student!r} is unknown; expected one of {list(self.depths)}")
+        return hint_pairs_for(self.depths[student])
+
+    def hint_layers(self, student: str) -> tuple[str, ...]:
+        """The teacher's hint layers, in stage-1 order (pass as ``hint_layer`` to :func:`train_fitnet`)."""
+        return tuple(h for h, _ in self.hints(student))
+
+    def guided_layers(self, student: str) -> tuple[str, ...]:
+        """The student's guided layers, in stage-1 order (pass as ``guided_layer``)."""
+        return tuple(g for _, g in self.hints(student))
+
+    def guided_layer(self, student: str) -> str:
+        """The last (top) guided layer."""
+        return self.guided_layers(student)[-1]
+
+    def config(self, seed: int = 0) -> TrainConfig:
+        """The students' recipe with ``seed``."""
+        return self.student.replace(seed=seed)
+
+
+def regime(fast: bool, seed: int = 0, seeds: int = stats.MIN_SEEDS, deep: int = DEPTHS["deep"],
+           shallow: int = DEPTHS["shallow"]) -> Regime:
+    """Lesson 03's experiment: :data:`TEACHER_RECIPE`, :data:`STUDENT_RECIPE`, :data:`STAGE1_EPOCHS`,
+    :data:`N_TRAIN` images, ``seeds`` fresh seeds from ``FRESH_FIRST + seed``.
+
+    Fast mode (tests, a smoke test): the data as given, a 1-epoch teacher, 4 epochs per arm (3 of
+    stage 1: one per hint), batches of 32, one seed (``seed`` itself).
+    """
+    check_positive_int(seeds, "seeds")
+    hint_pairs_for(deep)
+    hint_pairs_for(shallow)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    depths = {"deep": deep, "shallow": shallow}
+    if fast:
+        return Regime(None, None, 4, 3, TEACHER_RECIPE.replace(epochs=1, batch_size=32),
+                      STUDENT_RECIPE.replace(epochs=4, batch_size=32), depths, (seed,))
+    fresh = stats.fresh_seeds(FRESH_FIRST + seed, seeds, development=DEV_SEEDS)
+    return Regime(N_TRAIN, N_VAL, STUDENT_RECIPE.epochs, STAGE1_EPOCHS, TEACHER_RECIPE, STUDENT_RECIPE,
+                  depths, tuple(fresh))
+
+
+def build_thin_student(depth: int, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
+                       seed: int = 0) -> BlockModel:
+    """An untrained :func:`thin_student` (every arm of a seed starts from these weights)."""
+    return build_model("cnn", input_shape, num_classes, seed=seed, **thin_student(depth))
