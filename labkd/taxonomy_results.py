@@ -31,7 +31,7 @@ PAPER_CLAIMS: list[dict] = [
     {"method": "CRD + KD", "paper": "Tian et al. 2020 (§3, §4.1)",
      "setting": "CIFAR-100: 13 teacher/student pairs of ResNets, WRNs, VGGs, MobileNets, ShuffleNets; ImageNet",
      "claim": "CRD beats KD and about a dozen other distillers on nearly every pair; CRD + KD is the best row, "
-              "about 1 to 2 points over KD on CIFAR-100"},
+              "roughly half a point to two and a half points over KD on CIFAR-100"},
 ]
 
 
@@ -170,7 +170,7 @@ def findings(rows: Sequence[Mapping], found: Sequence[stats.Claim], teacher_accu
                          f"the paper's CIFAR-100 finding (§4.1) at this budget.")
         else:
             lines.append(f"CRD + KD is within two standard errors of KD ({gap}): the paper's gain over KD "
-                         f"(§4.1, about 1 to 2 points on CIFAR-100) is not shown at this budget.")
+                         f"(§4.1, roughly 0.5 to 2.5 points on CIFAR-100) is not shown at this budget.")
     labels = by_seed(rows, "labels only")
     for c in others:  # not a claim: how far each family got on its own, beside labels alone
         mine = by_seed(rows, c.treatment)
