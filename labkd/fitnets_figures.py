@@ -7,6 +7,7 @@ methods' accuracies and curves, the models at a glance. Re-exported by :mod:`lab
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -79,13 +80,15 @@ def comparison_figure(rows: Sequence[dict], teacher_accuracy: float | None = Non
 def curves_figure(rows: Sequence[dict], title: str = "Test accuracy during training (mean ± std over seeds)") -> go.Figure:
     """Test accuracy after each epoch, mean ± std over seeds. The x-axis counts every epoch of
     training, so hints + KD starts after its stage-1 epochs (in which the head is not trained)
-    and every method ends at the same epoch (the same budget)."""
+    and every method ends at the same epoch (the same budget). Epochs that were not evaluated
+    (``TrainConfig.eval_every``: NaN in the curve) are left out."""
     fig = go.Figure()
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         offset, n = mine[0]["offset"], min(len(r["curve"]) for r in mine)
-        spread = [stats.mean_std([100 * r["curve"][e] for r in mine]) for e in range(n)]
-        fig.add_trace(go.Scatter(x=[offset + e + 1 for e in range(n)], y=[m for m, _ in spread], name=method,
+        epochs = [e for e in range(n) if not any(math.isnan(r["curve"][e]) for r in mine)]
+        spread = [stats.mean_std([100 * r["curve"][e] for r in mine]) for e in epochs]
+        fig.add_trace(go.Scatter(x=[offset + e + 1 for e in epochs], y=[m for m, _ in spread], name=method,
                                  mode="lines+markers", line_color=COLOURS.get(method),
                                  error_y=dict(type="data", array=[s for _, s in spread])))
         if offset:

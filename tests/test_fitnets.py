@@ -369,3 +369,8 @@ def test_figures(data, teacher, fitnet) -> None:
     assert [t.name for t in curves.data] == list(fitnets.METHODS)
     assert list(curves.data[2].x) == [2, 3]  # hints + KD starts after its stage-1 epoch
     assert list(curves.data[0].y) == pytest.approx([50.5, 81.0])
+    # epochs that were not evaluated (eval_every > 1: NaN) are left out, the last one is kept
+    for r in rows:
+        r["curve"][0] = float("nan")
+    sparse = fitnets.curves_figure(rows)
+    assert list(sparse.data[0].x) == [2] and list(sparse.data[0].y) == pytest.approx([81.0])
