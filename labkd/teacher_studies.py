@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-import numpy as np
 import plotly.graph_objects as go
 from torch import Tensor
 
@@ -154,56 +153,9 @@ class _Row(dict):
 # Summaries
 
 
-def summarize(rows: Sequence[Mapping], by: Sequence[str], metric: str = "test_acc") -> list[dict]:
-    """Mean, standard deviation (over seeds) and count of ``metric`` per group of ``by`` columns.
-
-    Returns one dict per group, in first-seen order: the ``by`` values, ``mean``, ``std``
-    (sample std; 0 for one seed), ``n`` and ``values``. Rows without ``metric`` (the labels-only
-    baselines have no ``kl_T``) are left out; a ``by`` column missing from any row is an error.
-    """
-    if not rows:
-        raise ValueError("rows is empty: nothing to summarize")
-    columns = sorted({k for r in rows for k in r if not str(k).startswith("_")})
-    missing = [k for k in by if any(k not in r for r in rows)]
-    if missing or not any(metric in r for r in rows):
-        raise KeyError(f"rows have no column(s) {missing or [metric]}; columns are {columns}")
-    groups: dict[tuple, list[float]] = {}
-    for row in rows:
-        if metric in row:
-            groups.setdefault(tuple(row[k] for k in by), []).append(float(row[metric]))
-    out = []
-    for key, values in groups.items():
-        a = np.asarray(values, dtype=float)
-        out.append({**dict(zip(by, key, strict=True)), "mean": float(a.mean()),
-                    "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": len(a), "values": values})
-    return out
-
-
-def compare(a: Sequence[float], b: Sequence[float], name_a: str = "A", name_b: str = "B") -> dict:
-    """Is mean(a) - mean(b) larger than the seed spread? Returns ``difference`` (a - b),
-    ``standard_error`` of that difference, ``significant`` (|difference| > 2 standard errors
-    with ≥ 2 seeds each) and ``verdict``, a sentence to print."""
-    a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
-    if a.size == 0 or b.size == 0:
-        raise ValueError("compare needs at least one value on each side")
-    diff = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
-        se = float("nan")
-        verdict = (f"{name_a} {a.mean():.2%} vs {name_b} {b.mean():.2%} ({diff * 100:+.2f} points) from a single "
-                   f"seed: no claim either way — run more seeds (fast=False).")
-        return {"difference": diff, "standard_error": se, "significant": False, "verdict": verdict}
-    se = float(math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
-    significant = abs(diff) > 2 * se
-    better = name_a if diff > 0 else name_b
-    if significant:
-        verdict = (f"{better} is better by {abs(diff) * 100:.2f} points ({name_a} {a.mean():.2%} vs {name_b} "
-                   f"{b.mean():.2%}); that is more than twice the standard error ({se * 100:.2f}) over "
-                   f"{a.size} and {b.size} seeds.")
-    else:
-        verdict = (f"{name_a} {a.mean():.2%} vs {name_b} {b.mean():.2%}: the difference ({diff * 100:+.2f} points) "
-                   f"is within twice the standard error ({se * 100:.2f}) over {a.size} and {b.size} seeds — "
-                   f"no clear winner.")
-    return {"difference": diff, "standard_error": se, "significant": bool(significant), "verdict": verdict}
+# One statistics module for the course: these names stay importable from here for lessons 04/05.
+summarize = stats.summarize
+compare = stats.compare
 
 
 def _spread_words(result: Mapping) -> str:
@@ -211,10 +163,6 @@ def _spread_words(result: Mapping) -> str:
     if math.isnan(result["standard_error"]):
         return "one seed: no claim"
     return "beyond the seed spread" if result["significant"] else "within the seed spread"
-
-
-def _pm(stat: Mapping) -> str:
-    return f"{stat['mean']:.2%} ± {stat['std'] * 100:.2f}" if stat["n"] > 1 else f"{stat['mean']:.2%}"
 
 
 def table(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> go.Figure:
