@@ -1,4 +1,4 @@
-"""labkd.exercises.hints: each hint names its mistake; other correct answers pass. (What every
+"""labkd.exercises.fitnets: each hint names its mistake; other correct answers pass. (What every
 exercise must do — pass its reference, fail each mistake, survive a stub — is in test_exercises_framework.)"""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Exercises of lessons 04-05: the checkers pass the reference, catch each deliberate mistake with
-its own hint, and never crash on an unfilled or broken function."""
+"""Exercise of lesson 04 (labkd.exercises.teacher_size): the checker passes the reference, catches
+each deliberate mistake with its own hint, and never crashes on an unfilled or broken function."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import torch
 
 from exercise_hints import hint_test
 
-from labkd import metrics
 from labkd.exercises import check, run_checker
-from labkd.exercises import teachers as ex
+from labkd.exercises import teacher_size as ex
 from labkd.models import build_model, num_parameters
 
 #: Each deliberate mistake and a phrase its hint must contain.
@@ -20,12 +19,6 @@ EXPECTED_HINTS = {
         "_no_output_layer": "last layer",
         "_first_hidden_only": "every hidden layer",
     },
-    "calibration_error": {
-        "_unweighted": "weighted by the fraction",
-        "_signed": "absolute gap",
-        "_one_bin": "bin by bin",
-        "_true_class_probability": "predicted",
-    },
 }
 
 
@@ -34,7 +27,6 @@ test_each_wrong_answer_gets_its_own_hint = hint_test(EXPECTED_HINTS)
 
 def test_wrong_return_types_are_explained():
     assert "whole number" in run_checker("mlp_num_parameters", lambda i, h, c: "24790").message
-    assert "one number" in run_checker("calibration_error", lambda p, t, n=10: torch.zeros(3)).message
     assert run_checker("mlp_num_parameters", lambda i, h, c: torch.tensor(ex.mlp_num_parameters(i, h, c))).passed
 
 
@@ -49,12 +41,3 @@ def test_a_passing_function_is_returned_for_later_cells():
 @pytest.mark.parametrize("hidden", [(30, 30), (1200, 1200), (10, 20, 30)])
 def test_parameter_reference_matches_torch(hidden):
     assert ex.mlp_num_parameters(784, hidden, 10) == num_parameters(build_model("mlp", hidden=hidden))
-
-
-def test_calibration_reference_matches_the_library():
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(500, 10, generator=gen) * 3
-    targets = torch.randint(0, 10, (500,), generator=gen)
-    for n_bins in (1, 10, 15):
-        ours = ex.calibration_error(torch.softmax(logits, 1), targets, n_bins)
-        assert ours == pytest.approx(metrics.expected_calibration_error(logits, targets, n_bins), abs=1e-6)

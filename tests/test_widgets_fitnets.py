@@ -1,4 +1,4 @@
-"""labkd.widgets.hints: the panels of lesson 03, driven headless (no browser)."""
+"""labkd.widgets.fitnets: the panels of lesson 03, driven headless (no browser)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labkd import fitnets, load_data
-from labkd.widgets import hints
+from labkd.widgets import fitnets as panels
 
 #: Generous sanity bound on one recompute callback: the lesson promises well under 50 ms.
 SANITY_MS = 500
@@ -24,9 +24,9 @@ def setup():
 
 
 @pytest.fixture
-def browser(setup) -> hints.HintBrowser:
+def browser(setup) -> panels.HintBrowser:
     data, teacher, _, _, fitnet = setup
-    return hints.HintBrowser(fitnets.hint_snapshot(teacher, fitnet, data, n_images=6))
+    return panels.HintBrowser(fitnets.hint_snapshot(teacher, fitnet, data, n_images=6))
 
 
 def test_browser_shows_the_chosen_image_and_channel(browser) -> None:
@@ -58,17 +58,17 @@ def test_browser_update_is_fast(browser) -> None:
 
 def test_regressor_summary() -> None:
     teacher, student = fitnets.build_teacher(), fitnets.build_student()  # 28x28 inputs
-    text, n = hints.regressor_summary(student, teacher, "conv4", "conv2")  # (32, 7, 7) -> (64, 7, 7)
+    text, n = panels.regressor_summary(student, teacher, "conv4", "conv2")  # (32, 7, 7) -> (64, 7, 7)
     assert "1x1 convolution" in text and n == 32 * 64 + 64
-    text, n = hints.regressor_summary(student, teacher, "conv4", "conv1")  # (32, 7, 7) -> (32, 14, 14)
+    text, n = panels.regressor_summary(student, teacher, "conv4", "conv1")  # (32, 7, 7) -> (32, 14, 14)
     assert "upsample" in text and n == 32 * 32 + 32
-    text, n = hints.regressor_summary(student, teacher, "conv1", "conv3")  # (16, 28, 28) -> (128, 7, 7)
+    text, n = panels.regressor_summary(student, teacher, "conv1", "conv3")  # (16, 28, 28) -> (128, 7, 7)
     assert "22x22" in text and n == 16 * 128 * 22 * 22 + 128
 
 
 def test_pair_panel_starts_with_the_baselines(setup) -> None:
     data, teacher, config, rows, _ = setup
-    panel = hints.HintPairPanel(data, teacher, config, rows, progress=False)
+    panel = panels.HintPairPanel(data, teacher, config, rows, progress=False)
     bar = panel.figure.data[0]
     assert list(bar.x)[:2] == ["scratch", "KD"] and len(bar.x) == 3
     assert list(bar.y) == pytest.approx([100 * r["accuracy"] for r in rows])
@@ -80,7 +80,7 @@ def test_pair_panel_starts_with_the_baselines(setup) -> None:
 
 def test_pair_panel_warns_about_a_huge_regressor(setup) -> None:
     data, teacher, config, rows, _ = setup
-    panel = hints.HintPairPanel(data, teacher, config, rows, progress=False)
+    panel = panels.HintPairPanel(data, teacher, config, rows, progress=False)
     panel.guided.value, panel.hint.value = "conv1", "conv3"  # (16, 8, 8) -> (128, 2, 2): a 7x7 kernel
     assert "more parameters than the whole student" in panel.status.value
     panel.guided.value, panel.hint.value = "conv4", "conv1"  # 2x2 maps -> 4x4 maps (digits are 8x8)
@@ -90,7 +90,7 @@ def test_pair_panel_warns_about_a_huge_regressor(setup) -> None:
 
 def test_pair_panel_trains_a_new_pair_and_adds_a_bar(setup) -> None:
     data, teacher, config, rows, _ = setup
-    panel = hints.HintPairPanel(data, teacher, config, rows, progress=False)
+    panel = panels.HintPairPanel(data, teacher, config, rows, progress=False)
     panel.guided.value, panel.hint.value, panel.epochs.value = "conv3", "conv1", 1
     result = panel.train()
     bar = panel.figure.data[0]
@@ -105,7 +105,7 @@ def test_pair_panel_trains_a_new_pair_and_adds_a_bar(setup) -> None:
 
 def test_pair_panel_reports_a_failure_instead_of_raising(setup, monkeypatch) -> None:
     data, teacher, config, rows, _ = setup
-    panel = hints.HintPairPanel(data, teacher, config, rows, progress=False)
+    panel = panels.HintPairPanel(data, teacher, config, rows, progress=False)
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
@@ -121,7 +121,7 @@ def test_pair_panel_with_a_thin_student(setup) -> None:
     options = fitnets.thin_student(4)
     rows = fitnets.compare_methods(data, teacher, [config.seed], config, 1, guided_layer="conv2", student_arch="cnn",
                                    progress=False, **options)
-    panel = hints.HintPairPanel(data, teacher, config, rows, student_arch="cnn", student_options=options,
+    panel = panels.HintPairPanel(data, teacher, config, rows, student_arch="cnn", student_options=options,
                                 guided_layer="conv2", progress=False)
     assert panel.guided.options == ("conv1", "conv2", "conv3", "conv4") and panel.guided.value == "conv2"
     assert list(panel.figure.data[0].x) == ["scratch", "KD", "conv2←conv2, 1 ep"]
