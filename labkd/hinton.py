@@ -36,7 +36,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from labkd import losses, metrics, stats, sweeps
+from labkd import losses, metrics, stats, sweeps, sweeps_findings
 from labkd.data import Data, Split
 from labkd.experiments import Trained
 from labkd.hinton_matching import (  # noqa: F401  (section 4, re-exported for the notebook)
@@ -423,7 +423,7 @@ def small_student_sweep(data: Data, teacher: Trained, temperatures: Sequence[flo
                         progress: bool | None = None) -> sweeps.SweepResult:
     """Distil the 300-300 and 30-30 students (:data:`SMALL_STUDENTS`) at every temperature, plus
     each on labels only, for every seed (cached). Test the remark with
-    ``sweeps.check_temperature_remark(result, alpha, small="30-30", large="300-300")``."""
+    ``sweeps_findings.check_temperature_remark(result, alpha, small="30-30", large="300-300")``."""
     _check_data(data)
     _check_trained(teacher, "teacher")
     _check_config(base_config)
@@ -436,7 +436,7 @@ def small_student_sweep(data: Data, teacher: Trained, temperatures: Sequence[flo
 
 
 def compare_with_paper(grid: sweeps.SweepResult, teacher: Trained, data: Data, target: TargetCheck,
-                       sweep: sweeps.SweepResult | None = None, remark: sweeps.RemarkCheck | None = None,
+                       sweep: sweeps.SweepResult | None = None, remark: sweeps_findings.RemarkCheck | None = None,
                        matching: MatchingResult | None = None, alpha: float = ALPHA) -> list[dict]:
     """Record this lesson's measurements beside the paper's with :func:`labkd.results.compare`
     (collected by ``labkd run`` into the results table); returns the rows."""
@@ -459,7 +459,7 @@ def compare_with_paper(grid: sweeps.SweepResult, teacher: Trained, data: Data, t
                                 f"{paper_fraction:.2f}", seeds=seeds))
     if sweep is not None:
         for name in sweep.students:
-            best = sweeps.best_temperature(sweep, name, alpha)
+            best = sweeps_findings.best_temperature(sweep, name, alpha)
             paper = "2.5–4" if name == "30-30" else "any T ≥ 8 about equally good"
             rows.append(results.compare(f"{name} student: best temperature (on validation)",
                                         f"T = {best.temperature:g}", paper, seeds=sweep.seeds,

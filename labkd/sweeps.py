@@ -480,19 +480,3 @@ def soft_gradient_norms(student: nn.Module, teacher: Trained | nn.Module, x: Ten
             (loss(z, v, t) / divide).backward()
             out[name].append(float(z.grad.norm(dim=1).mean() * len(z)))
     return out
-
-
-#: Names that moved to :mod:`labkd.sweeps_findings` / :mod:`labkd.sweeps_figures` and that lesson 06
-#: (:mod:`labkd.hinton`, its notebook and tests) still reaches as ``sweeps.<name>``; resolved on use,
-#: so the modules import each other without a cycle. New code imports them from where they live.
-_MOVED = {name: "labkd.sweeps_findings" for name in (
-    "TemperatureChoice", "best_temperature", "RemarkCheck", "check_temperature_remark", "remark_temperatures",
-    "remark_claim")} | {"temperature_preference_figure": "labkd.sweeps_figures"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'labkd.sweeps' has no attribute {name!r}")

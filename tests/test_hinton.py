@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from labkd import hinton, load_data, losses, sweeps, train_model
+from labkd import hinton, load_data, losses, sweeps, sweeps_findings, train_model
 from labkd.train import TrainConfig
 
 
@@ -183,7 +183,7 @@ def test_small_student_sweep(data, teacher, base):
     result = hinton.small_student_sweep(data, teacher, [2.5, 8], [0], base, progress=False)
     assert result.students == ["300-300", "30-30"] and result.temperatures == [2.5, 8]
     assert len(result) == 2 * 3
-    remark = sweeps.check_temperature_remark(result, hinton.ALPHA, small="30-30", large="300-300")
+    remark = sweeps_findings.check_temperature_remark(result, hinton.ALPHA, small="30-30", large="300-300")
     assert remark.small_prefers_range is None and "one seed" in str(remark)
 
 
@@ -289,7 +289,7 @@ def test_compare_with_paper_records_rows(grid, teacher, data, base):
 
     target = hinton.check_target(grid, teacher, data)
     sweep = hinton.small_student_sweep(data, teacher, [2.5, 8], [0], base, progress=False)
-    remark = sweeps.check_temperature_remark(sweep, hinton.ALPHA, small="30-30", large="300-300")
+    remark = sweeps_findings.check_temperature_remark(sweep, hinton.ALPHA, small="30-30", large="300-300")
     rows = hinton.compare_with_paper(grid, teacher, data, target, sweep, remark)
     assert [r["paper"] for r in rows[:3]] == [67, 146, 74] and rows[3]["paper"] == "0.91"
     assert rows[0]["labkd"] == f"{target.teacher_errors} of {len(data.test):,}"
