@@ -49,9 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkd import feature_losses, losses
-from labkd.models import check_feature_name
-from labkd.objectives import Objective, Step, register
+from labkd import feature_losses
+from labkd.objectives import Distillation, Step, check_layer_names, check_layers, register
 
 #: Hyper-parameters read from ``TrainConfig.objective_options`` and their defaults. The authors'
 #: code uses d = 128, 16,384 negatives of 50,000 CIFAR images, τ = 0.07 and momentum 0.5; our
@@ -237,18 +236,8 @@ class ContrastiveLoss(nn.Module):
         return loss
 
 
-def kd_term(student_logits: Tensor, teacher_logits: Tensor | None, labels: Tensor, temperature: float,
-            alpha: float) -> Tensor:
-    """Hinton's distillation loss (α > 0) or the cross-entropy alone (α = 0)."""
-    if alpha == 0 or teacher_logits is None:
-        if alpha != 0:
-            raise ValueError(f"alpha={alpha} asks for the KD term, but no teacher logits were given")
-        return F.cross_entropy(student_logits, labels)
-    return losses.distillation_loss(student_logits, teacher_logits, labels, temperature, alpha)
-
-
 @register
-class CRD(Objective):
+class CRD(Distillation):
     r"""CRD+KD as one objective: ``KD(T, α) + β · L_CRD`` (α = ``alpha``, T = ``temperature``,
     β = ``feature_weight``; α = 0: cross-entropy + β · L_CRD, the paper's plain "CRD" row).
 
@@ -270,12 +259,10 @@ class CRD(Objective):
     @classmethod
     def check_config(cls, config) -> None:
         check_options(config.objective_options)
-        if config.hint_layer is None or config.guided_layer is None:
-            raise ValueError("loss='crd' needs hint_layer (a teacher layer) and guided_layer (a student layer)")
+        check_layers(cls, config)
 
     def build(self, student, teacher, data, config) -> None:
-        check_feature_name(student, self.student_layer, "guided_layer")
-        check_feature_name(teacher, self.teacher_layer, "hint_layer")
+        check_layer_names(self, student, teacher)
         n = len(data.train)
         options = check_options(config.objective_options, n)
         s_shape, t_shape = student.feature_shape(self.student_layer), teacher.feature_shape(self.teacher_layer)
@@ -287,11 +274,9 @@ class CRD(Objective):
     def forward(self, step: Step) -> Tensor:
         if self.contrast is None:
             raise RuntimeError("CRD.build(student, teacher, data, config) must run before the first step")
-        c = self.config
         contrastive = self.contrast(step.student_features, step.teacher_features, step.index)
         step.log["crd_loss"] = contrastive.detach()
-        return kd_term(step.student_logits, step.teacher_logits, step.labels, c.temperature, c.alpha) \
-            + c.feature_weight * contrastive
+        return self.distil(step) + self.config.feature_weight * contrastive
 
     def likely_causes(self) -> list[str]:
         return [f"feature_weight={self.config.feature_weight:g} (β of the contrastive term)",

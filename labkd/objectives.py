@@ -210,12 +210,14 @@ def check_ready(objective: object, config, teacher: nn.Module | None, teacher_lo
 # The course's objectives
 
 
-def _check_layers(cls: type[Objective], config) -> None:
+def check_layers(cls: type[Objective], config) -> None:
+    """For objectives reading features: ``config`` names both layers (``ValueError`` otherwise)."""
     if config.hint_layer is None or config.guided_layer is None:
         raise ValueError(f"loss={cls.name!r} needs hint_layer (a teacher layer) and guided_layer (a student layer)")
 
 
-def _check_layer_names(objective: Objective, student: nn.Module, teacher: nn.Module) -> None:
+def check_layer_names(objective: Objective, student: nn.Module, teacher: nn.Module) -> None:
+    """The objective's ``student_layer`` and ``teacher_layer`` exist in the two networks."""
     check_feature_name(student, objective.student_layer, "guided_layer")
     check_feature_name(teacher, objective.teacher_layer, "hint_layer")
 
@@ -307,10 +309,10 @@ class Hint(Objective):
 
     @classmethod
     def check_config(cls, config) -> None:
-        _check_layers(cls, config)
+        check_layers(cls, config)
 
     def build(self, student, teacher, data, config) -> None:
-        _check_layer_names(self, student, teacher)
+        check_layer_names(self, student, teacher)
         if self.regressor is None:
             self.regressor = losses.make_hint_regressor(student.feature_shape(self.student_layer),
                                                         teacher.feature_shape(self.teacher_layer))
@@ -332,12 +334,12 @@ class FeatureKD(Distillation):
     @classmethod
     def check_config(cls, config) -> None:
         feature_losses.get(config.feature_loss, "feature_loss")
-        _check_layers(cls, config)
+        check_layers(cls, config)
 
     def build(self, student, teacher, data, config) -> None:
         self.feature = feature_losses.get(config.feature_loss)
         self.feature.check_batches(config.batch_size, len(data.train))
-        _check_layer_names(self, student, teacher)
+        check_layer_names(self, student, teacher)
         self.feature.check_shapes(student.feature_shape(self.student_layer), teacher.feature_shape(self.teacher_layer))
 
     def forward(self, step: Step) -> Tensor:

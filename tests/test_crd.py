@@ -245,6 +245,19 @@ def test_alpha_and_beta_weigh_the_two_terms(digits):
     assert parts["both"][0] == pytest.approx(parts["kd"][0] + 0.5 * parts["both"][1], rel=1e-5)
 
 
+def test_the_kd_term_honours_scale_by_t2_like_every_kd_objective(digits):
+    from labkd import losses
+
+    student, teacher = networks(digits)
+    index = torch.arange(16)
+    cfg = config(feature_weight=0.0, scale_by_t2=False)
+    step = step_for(student, teacher, digits, index, cfg)
+    got = float(objectives.prepare(cfg, student, teacher, digits)(step).detach())
+    soft = losses.soft_target_loss(step.student_logits, step.teacher_logits, 4.0, scale_by_t2=False)
+    want = 0.9 * soft + 0.1 * F.cross_entropy(step.student_logits, step.labels)
+    assert got == pytest.approx(float(want.detach()), rel=1e-5)
+
+
 def test_build_checks_sizes_and_layers(digits):
     student, teacher = networks(digits)
     with pytest.raises(ValueError, match="negatives=200 must be smaller than the 128"):
