@@ -36,6 +36,7 @@ from labkd.teacher_studies import (
     BASELINE, TEMPERATURE, check_config, choose, claim_from_rows,
     entropy_bits, mlp_name, student_row, summarize,
 )
+from labkd.recipes import Recipes
 from labkd.train import TrainConfig
 
 RowFn = Callable[[int, int], None]
@@ -46,12 +47,11 @@ RowFn = Callable[[int, int], None]
 #: with a full schedule of 100 epochs, which fits the transfer set (100 % training accuracy).
 #: Student: SGD at lr 0.02 (Adam students learned less from every teacher than from the labels,
 #: and SGD at 0.05 killed their ReLU units at T = 4), 60 epochs.
-RECIPES = {
+RECIPES = Recipes({
     "teacher": TrainConfig(epochs=100, batch_size=128, lr=0.05, eval_every=100),
     "student": TrainConfig(epochs=60, batch_size=128, lr=0.02, loss="distillation", temperature=TEMPERATURE,
                            alpha=0.9, eval_every=60),
-}
-FAST_RECIPES = {name: config.replace(epochs=3, eval_every=3) for name, config in RECIPES.items()}
+}, fast={name: {"epochs": 3, "eval_every": 3} for name in ("teacher", "student")})  # fast mode (tests): three epochs each
 #: Complete teacher schedules tried (epochs); the longest, the recipe's, is the fully trained teacher.
 SCHEDULES = (5, 15, 40, 100)
 FAST_SCHEDULES = (1, 3)
@@ -61,8 +61,8 @@ FAST_STOP_EPOCHS = (1, 2)
 
 
 def recipes(fast: bool) -> dict[str, TrainConfig]:
-    """:data:`RECIPES`, or :data:`FAST_RECIPES` in fast mode."""
-    return dict(FAST_RECIPES if fast else RECIPES)
+    """Every recipe of :data:`RECIPES`, with fast mode's changes when ``fast``."""
+    return {name: RECIPES(name, fast) for name in RECIPES}
 
 
 def check_schedules(schedules: object, full: int) -> list[int]:

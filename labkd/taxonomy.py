@@ -59,6 +59,7 @@ from labkd.checks import check_positive_int, check_seeds
 from labkd.data import Data, Split
 from labkd.experiments import Trained, train_model
 from labkd.models import BlockModel, build_model, num_parameters
+from labkd.recipes import Recipes
 from labkd.threads import fixed_threads
 from labkd.train import TrainConfig
 
@@ -82,15 +83,13 @@ FRESH_SEED_OFFSET = 100
 
 #: The recipes, as data. The teacher trains on ``Plan.teacher_images`` images, the students on
 #: ``Plan.n_train``; every method changes only the student recipe's loss and its settings.
-RECIPES: dict[str, TrainConfig] = {
+RECIPES = Recipes({
     "teacher": TrainConfig(epochs=12, batch_size=128, lr=0.05),
     "student": TrainConfig(epochs=30, batch_size=64, lr=0.05),
-}
-#: Fast mode (tests): the same recipes, shortened.
-FAST_RECIPES: dict[str, TrainConfig] = {
-    "teacher": RECIPES["teacher"].replace(epochs=2, batch_size=64),
-    "student": RECIPES["student"].replace(epochs=2, batch_size=32),
-}
+}, fast={  # fast mode (tests): the same recipes, shortened
+    "teacher": {"epochs": 2, "batch_size": 64},
+    "student": {"epochs": 2, "batch_size": 32},
+})
 #: Data sizes: images the teacher and the students learn from, validation images (the
 #: selection), test images evaluated after every epoch (``fit``'s curve; the final test accuracy
 #: of :func:`train_students` uses the whole test split).
@@ -272,7 +271,7 @@ def plan(fast: bool, seed: int = 0, n_seeds: int = stats.MIN_SEEDS, n_train: int
          epochs: int | None = None, dev_seeds: Sequence[int] | None = None) -> Plan:
     """The experiment. Full mode: :data:`SIZES` and :data:`RECIPES`, the development seeds
     :data:`DEV_SEEDS` and ``n_seeds`` fresh seeds from ``100 + seed``. Fast mode (tests):
-    :data:`FAST_SIZES`, :data:`FAST_RECIPES`, one development seed, one fresh seed and the
+    :data:`FAST_SIZES`, :data:`RECIPES` with fast mode's changes, one development seed, one fresh seed and the
     first setting of each grid.
 
     ``n_train`` and ``epochs`` override the students' images and epochs.
@@ -286,7 +285,8 @@ def plan(fast: bool, seed: int = 0, n_seeds: int = stats.MIN_SEEDS, n_train: int
         check_positive_int(n_train, "n_train")
     if epochs is not None:
         check_positive_int(epochs, "epochs")
-    sizes, recipes = (FAST_SIZES, FAST_RECIPES) if fast else (SIZES, RECIPES)
+    sizes = FAST_SIZES if fast else SIZES
+    recipes = {name: RECIPES(name, fast) for name in RECIPES}
     if dev_seeds is None:
         dev_seeds = DEV_SEEDS[:1] if fast else DEV_SEEDS
     dev_seeds = tuple(check_seeds(dev_seeds))
