@@ -6,7 +6,7 @@ https://arxiv.org/abs/1503.02531 — three experiments, each a series of cached 
    ±2-pixel jitter; :func:`labkd.zoo.mnist_paper_teacher`), the 784-800-800-10 student on labels
    only, and the same student distilled at :math:`T = 20`, all trained on the 60,000 training
    images (:func:`all_training_images`) as in the paper, which reports 67, 146 and 74 test errors.
-   The recipes (:data:`STUDENT_RECIPE`, :func:`labkd.zoo.paper_teacher_config`) were chosen on the
+   The recipes (:data:`RECIPES`, ``labkd.zoo.RECIPES["paper_teacher"]``) were chosen on the
    55,000/5,000 validation split with a development seed (:data:`VALIDATION_RUNS`).
    :func:`table_rows` puts ours beside the paper's, :func:`gap_closed` and :func:`check_target`
    say how much of the teacher/student gap distillation closed.
@@ -20,7 +20,7 @@ fingerprints).
 
 >>> full = all_training_images(data)
 >>> teacher = zoo.mnist_paper_teacher(full, fast=fast)
->>> grid = reproduce_table(full, teacher, seeds=[100, 101, 102], base_config=student_config(fast))
+>>> grid = reproduce_table(full, teacher, seeds=[100, 101, 102], base_config=RECIPES("student", fast))
 >>> plots.comparison_table(table_rows(grid, teacher, full))
 >>> print(check_target(grid, teacher, full))
 """
@@ -45,6 +45,7 @@ from labkd.hinton_matching import (  # noqa: F401  (section 4, re-exported for t
     logit_correlation, logit_matching_gradient, matching_claim, matching_figure, matching_findings, matching_study,
     soft_target_gradient, zero_mean)
 from labkd.losses import check_temperature
+from labkd.recipes import Recipes
 from labkd.train import TrainConfig
 
 #: The paper's numbers (§3, test errors out of 10,000), shared with lesson 02.
@@ -56,12 +57,18 @@ TEMPERATURE = 20.0
 #: 0.5 did best there, so on this evidence the labels deserve an equal share.
 ALPHA = 0.5
 ALPHAS_TRIED = (0.5, 0.9, 0.99)
-#: The 800-800 students' recipe (labels only and distilled alike): SGD + Nesterov, linear warm-up,
-#: then a cosine decay; no dropout, no jitter, no weight decay (the paper's student had no
-#: regularisation). Chosen on validation (:data:`VALIDATION_RUNS`).
-STUDENT_RECIPE = {"epochs": 15, "batch_size": 256, "lr": 0.1, "warmup_epochs": 2}
-#: Sections 3 and 4 (300-300 and 30-30 students): the short recipe of earlier builds.
-SMALL_RECIPE = {"batch_size": 128, "lr": 0.02}
+#: The lesson's student recipes (:class:`labkd.recipes.Recipes`; a run is ``RECIPES(name, fast, seed=s)``;
+#: the teacher's is ``labkd.zoo.RECIPES["paper_teacher"]``):
+#:
+#: - ``"student"``: the 800-800 students of the table (labels only and distilled alike): SGD +
+#:   Nesterov, linear warm-up, then a cosine decay; no dropout, no jitter, no weight decay (the
+#:   paper's student had no regularisation). Chosen on validation (:data:`VALIDATION_RUNS`).
+#: - ``"small_student"``: sections 3 and 4 (300-300 and 30-30 students): the short recipe of earlier
+#:   builds, cosine, no warm-up.
+RECIPES = Recipes({
+    "student": TrainConfig(epochs=30, batch_size=256, lr=0.1, warmup_epochs=2),
+    "small_student": TrainConfig(epochs=10, batch_size=128, lr=0.02),
+}, fast={"student": {"epochs": 1, "warmup_epochs": 0}, "small_student": {"epochs": 1}})
 #: The full-mode targets (issue 16): teacher ≤ 80 errors, labels-only student 130–160, distilled ≤ 90,
 #: at least 0.75 of the teacher/student gap closed (the paper: 67, 146, 74 and 0.91).
 MAX_TEACHER_ERRORS = 80
@@ -104,29 +111,6 @@ LARGE_STUDENT = {"800-800": {"arch": "hinton_student"}}
 # Recipes and data
 
 
-def student_config(fast: bool, seed: int = 0, **changes) -> TrainConfig:
-    """The 800-800 students' recipe (:data:`STUDENT_RECIPE`) with ``changes`` applied (any
-    :class:`~labkd.train.TrainConfig` field, e.g. ``epochs=40``); fast mode: 2 epochs, 1 of warm-up."""
-    recipe = dict(STUDENT_RECIPE, seed=seed)
-    if fast:
-        recipe.update(epochs=2, warmup_epochs=1)
-    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise TypeError(f"student_config got unknown TrainConfig fields {unknown}")
-    recipe.update(changes)
-    return TrainConfig(**recipe)
-
-
-def small_student_config(fast: bool, seed: int = 0, epochs: int | None = None) -> TrainConfig:
-    """Sections 3 and 4 (the 300-300 and 30-30 students): :data:`SMALL_RECIPE`, cosine, no warm-up,
-    ``epochs`` (default 2 in fast mode, 10 in full mode)."""
-    if epochs is None:
-        epochs = 2 if fast else 10
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    return TrainConfig(epochs=epochs, seed=seed, **SMALL_RECIPE)
-
-
 def all_training_images(data: Data) -> Data:
     """The paper's training set: ``data``'s training and validation images together (MNIST:
     55,000 + 5,000 = all 60,000). Its ``val`` split is kept but is no longer held out, so it cannot
@@ -163,7 +147,7 @@ def reproduce_table(data: Data, teacher: Trained, seeds: int | Sequence[int], ba
 
     Both students of a seed start from the same weights and see the batches in the same order
     (``same_start`` proves it). ``base_config`` is the labels-only recipe
-    (:func:`student_config`); the distilled student adds ``loss="distillation"``, ``temperature``
+    (``RECIPES("student", fast)``); the distilled student adds ``loss="distillation"``, ``temperature``
     and ``alpha``. Every run is cached. Returns a :class:`~labkd.sweeps.SweepResult`.
     """
     _check_data(data)
@@ -322,7 +306,7 @@ def check_target(grid: sweeps.SweepResult, teacher: Trained, data: Data, fast: b
                         "not clearly more than seed noise."))
     reached = teacher_ok and baseline_ok and distilled_ok and fraction_ok and not fast
     if fast:
-        lines.append("Fast mode (a few thousand training images, 2 epochs, one seed): these numbers only show that the "
+        lines.append("Fast mode (a few thousand training images, one or two epochs, one seed): these numbers only show that the "
                      "code runs; the targets are judged in full mode.")
     elif reached:
         lines.append("All targets reached.")

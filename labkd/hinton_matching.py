@@ -70,7 +70,7 @@ def _check_temperatures(temperatures: object) -> list[float]:
 
 def _check_config(config: object) -> TrainConfig:
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"base_config must be a labkd.TrainConfig (see hinton.student_config), got {type(config).__name__}")
+        raise TypeError(f"base_config must be a labkd.TrainConfig (see hinton.RECIPES), got {type(config).__name__}")
     return config
 
 

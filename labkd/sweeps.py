@@ -11,7 +11,7 @@ not care above 8. This module runs such a grid — every cell is one cached
 :func:`labkd.experiments.train_model` call, so a second run only loads — and summarises it:
 
 >>> result = run_grid(transfer, teacher, STUDENTS, temperatures=(1, 2, 4, 8, 20),
-...                   alphas=(0.5, 0.9, 1.0), seeds=3, base_config=zoo.student_config(fast=False))
+...                   alphas=(0.5, 0.9, 1.0), seeds=3, base_config=zoo.RECIPES["student"])
 >>> result.mean_std("test_acc", student="800-800", temperature=4, alpha=0.9)   # (mean, std, n)
 
 The lesson's judgements (best temperature, the §3 remark, "What we found") are in
@@ -357,7 +357,7 @@ def run_grid(
             student's initial weights and the batch order, the same for every cell.
         base_config: the training recipe (epochs, lr, ``scale_by_t2``...); ``loss``,
             ``temperature``, ``alpha`` and ``seed`` are set per cell. Default
-            ``labkd.zoo.student_config(fast=False)``.
+            ``labkd.zoo.RECIPES["student"]``.
         baseline: also train the labels-only student for each student and seed.
         progress: one progress bar over the cells (default: on unless ``LABKD_PROGRESS=0``).
         on_cell: called as ``on_cell(done, total, row)`` after each cell (widgets' progress bars).
@@ -367,9 +367,9 @@ def run_grid(
     temps = _check_values(temperatures, "temperatures", losses.check_temperature)
     alpha_list = _check_values(alphas, "alphas", losses.check_alpha)
     if base_config is None:
-        from labkd.zoo import student_config
+        from labkd.zoo import RECIPES
 
-        base_config = student_config(fast=False)
+        base_config = RECIPES["student"]
     if not isinstance(base_config, TrainConfig):
         raise TypeError(f"base_config must be a labkd.TrainConfig, got {type(base_config).__name__}")
     seed_list = check_seeds(seeds, base_config.seed)

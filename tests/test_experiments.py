@@ -278,15 +278,15 @@ def test_zoo_teacher_is_shared_through_the_cache(digits, fit_calls):
     second = zoo.mnist_teacher(small, fast=True, progress=False)
     assert second.cached and second.key == first.key and len(fit_calls) == 1
     assert zoo.mnist_teacher(small, fast=True, seed=1, progress=False).key != first.key
-    assert zoo.teacher_config(fast=True).jitter == 2
+    assert zoo.RECIPES("teacher", True).jitter == 2
 
 
-def test_zoo_student_config():
-    assert zoo.student_config(fast=True).epochs < zoo.student_config(fast=False).epochs
-    changed = zoo.student_config(fast=True, seed=3, loss="distillation", temperature=20.0)
+def test_zoo_student_recipe():
+    assert zoo.RECIPES("student", True).epochs < zoo.RECIPES("student", False).epochs
+    changed = zoo.RECIPES("student", True, seed=3, loss="distillation", temperature=20.0)
     assert (changed.seed, changed.loss, changed.temperature) == (3, "distillation", 20.0)
     with pytest.raises(ValueError, match="temperature"):
-        zoo.student_config(fast=True, temperature=0)
+        zoo.RECIPES("student", True, temperature=0)
 
 
 def test_config_key_lists_only_what_differs_from_the_defaults() -> None:

@@ -27,7 +27,7 @@ def teacher(data):
 
 @pytest.fixture(scope="module")
 def base():
-    return hinton.student_config(fast=True, epochs=1, warmup_epochs=0).replace(batch_size=64)
+    return hinton.RECIPES("student", True, epochs=1, warmup_epochs=0, batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -38,32 +38,31 @@ def grid(data, teacher, base):
 # -- recipes and the gap ------------------------------------------------------------------
 
 
-def test_student_config():
-    full, fast = hinton.student_config(fast=False), hinton.student_config(fast=True)
-    for key, value in hinton.STUDENT_RECIPE.items():
-        assert getattr(full, key) == value
-    assert fast.epochs == 2 and fast.warmup_epochs < fast.epochs
-    assert full.loss == "cross_entropy" and full.jitter == 0 and full.max_norm is None and full.weight_decay == 0
-    assert hinton.student_config(fast=False, seed=3, epochs=7).replace(seed=0) == hinton.student_config(False, epochs=7)
+def test_student_recipes():
+    full, fast = hinton.RECIPES("student", False), hinton.RECIPES("student", True)
+    assert fast.epochs < full.epochs and fast.warmup_epochs < fast.epochs
+    assert (fast.lr, fast.batch_size) == (full.lr, full.batch_size), "fast mode only shortens the schedule"
+    assert full.loss == "cross_entropy" and full.jitter == 0 and full.max_norm is None, "the paper's student is unregularised"
+    assert hinton.RECIPES("student", False, seed=3, epochs=7).replace(seed=0) == hinton.RECIPES("student", False, epochs=7)
     with pytest.raises(ValueError, match="epochs"):
-        hinton.student_config(fast=False, epochs=0)
-    with pytest.raises(TypeError, match="unknown TrainConfig fields"):
-        hinton.student_config(fast=False, epoch=3)
-    small = hinton.small_student_config(fast=False)
-    assert small.lr == hinton.SMALL_RECIPE["lr"] and small.warmup_epochs == 0
-    assert hinton.small_student_config(fast=True).epochs == 2
-    with pytest.raises(ValueError, match="epochs"):
-        hinton.small_student_config(fast=False, epochs=0)
+        hinton.RECIPES("student", False, epochs=0)
+    with pytest.raises(TypeError):
+        hinton.RECIPES("student", False, epoch=3)
+    small = hinton.RECIPES("small_student", False)
+    assert small.warmup_epochs == 0 and small.lr < full.lr
+    assert hinton.RECIPES("small_student", True).epochs < small.epochs
+    with pytest.raises(ValueError, match="not a recipe"):
+        hinton.RECIPES("teacher", False)
 
 
 def test_paper_teacher_recipe():
     from labkd import zoo
 
-    full = zoo.paper_teacher_config(fast=False)
+    full = zoo.RECIPES("paper_teacher", False)
     assert full.max_norm is not None and full.jitter == 2 and full.warmup_epochs > 0
-    assert full != zoo.teacher_config(fast=False), "lesson 06's teacher must not replace the shared standard one"
-    fast = zoo.paper_teacher_config(fast=True, seed=4)
-    assert fast.epochs == 2 and fast.seed == 4 and fast.max_norm == full.max_norm
+    assert full != zoo.RECIPES("teacher", False), "lesson 06's teacher must not replace the shared standard one"
+    fast = zoo.RECIPES("paper_teacher", True, seed=4)
+    assert fast.epochs < full.epochs and fast.seed == 4 and fast.max_norm == full.max_norm
 
 
 def test_all_training_images(data):

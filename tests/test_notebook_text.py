@@ -4,8 +4,8 @@ paper figure that ``labkd`` holds.
 A figure the code decides (epochs, errors, best temperature) belongs in a code cell's output; when
 prose does state one, it must agree with the code. The scan covers every notebook's markdown:
 
-- epoch counts said of the course's **standard teacher** must be ``zoo.teacher_config``'s, and
-  those said of the **standard student recipe** ``zoo.student_config``'s;
+- epoch counts said of the course's **standard teacher** must be ``zoo.RECIPES["teacher"]``'s, and
+  those said of the **standard student recipe** ``zoo.RECIPES["student"]``'s;
 - test-error counts in a sentence that speaks of the paper (Hinton et al., MNIST) must be figures
   held in ``hinton.PAPER`` / ``transfer_sets.PAPER`` / ``soft_targets.PAPER``.
 
@@ -31,7 +31,7 @@ ERRORS = re.compile(r"\*{0,2}\b(\d[\d,]*)\b\*{0,2}\s+(?:test\s+)?errors\b|\bmake
 TEACHER = re.compile(r"\bteacher\b", re.I)
 STUDENT = re.compile(r"\bstudents?\b|\bstudent's\b", re.I)
 STANDARD_TEACHER = re.compile(r"standard teacher|mnist_teacher|course's (?:standard )?teacher", re.I)
-STANDARD_STUDENT = re.compile(r"student_config|standard student", re.I)
+STANDARD_STUDENT = re.compile(r"student_config|zoo\.RECIPES\[\"student\"\]|zoo\.RECIPES\(\"student\"|standard student", re.I)
 PAPER_CONTEXT = re.compile(r"\bpaper\b|Hinton|Distilling the Knowledge", re.I)
 # teachers of their own: lessons that study teachers say so near the number
 OTHER_TEACHER = re.compile(r"assistant|early[- ]stopped|stopped early|its own teacher|teachers of (?:its|their) own|"
@@ -86,8 +86,8 @@ def stale_figures(nb: nbformat.NotebookNode, name: str = "notebook") -> list[str
     """Every figure in the notebook's markdown that contradicts labkd's recipes or paper constants."""
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     uses_standard = "mnist_teacher" in code
-    teacher_epochs = zoo.teacher_config(fast=False).epochs
-    student_epochs = zoo.student_config(fast=False).epochs
+    teacher_epochs = zoo.RECIPES["teacher"].epochs
+    student_epochs = zoo.RECIPES["student"].epochs
     paper_errors = _paper_errors()
     problems = []
     for i, cell in enumerate(nb.cells):
@@ -99,12 +99,12 @@ def stale_figures(nb: nbformat.NotebookNode, name: str = "notebook") -> list[str
                 for m in EPOCHS.finditer(sentence):
                     if _number(m.group(1)) != teacher_epochs:
                         problems.append(f"{where}: {m.group(0)!r}, but the standard teacher trains "
-                                        f"{teacher_epochs} epochs (zoo.teacher_config); print it from code")
+                                        f"{teacher_epochs} epochs (zoo.RECIPES[\"teacher\"]); print it from code")
             if STANDARD_STUDENT.search(para):
                 for m in EPOCHS.finditer(para):
                     if _number(m.group(1)) != student_epochs:
                         problems.append(f"{where}: {m.group(0)!r}, but the standard student recipe trains "
-                                        f"{student_epochs} epochs (zoo.student_config); print it from code")
+                                        f"{student_epochs} epochs (zoo.RECIPES[\"student\"]); print it from code")
             for sentence in (x for x in sentences(para) if PAPER_CONTEXT.search(x)):
                 for m in ERRORS.finditer(sentence):
                     value = _number(m.group(1) or m.group(2))
@@ -131,11 +131,11 @@ def _notebook(*markdown: str, code: str = "teacher = zoo.mnist_teacher(data, fas
 
 
 def test_a_stale_30_epochs_for_the_standard_teacher_is_caught() -> None:
-    assert zoo.teacher_config(fast=False).epochs != 30
+    assert zoo.RECIPES["teacher"].epochs != 30
     nb = _notebook("## 1. The teacher\n\nThe course's standard teacher is trained once. The first notebook that asks "
                    "for it trains it (30 epochs: allow up to about 20 minutes on a laptop CPU).")
     problems = stale_figures(nb)
-    assert len(problems) == 1 and "'30 epochs'" in problems[0] and "zoo.teacher_config" in problems[0]
+    assert len(problems) == 1 and "'30 epochs'" in problems[0] and 'zoo.RECIPES["teacher"]' in problems[0]
 
 
 def test_the_teacher_of_a_why_paragraph_is_the_standard_one_when_the_lesson_uses_it() -> None:
@@ -154,16 +154,16 @@ def test_a_bullet_about_the_teacher_is_read_on_its_own() -> None:
 
 
 def test_the_right_epoch_count_and_student_epochs_pass() -> None:
-    n = zoo.teacher_config(fast=False).epochs
+    n = zoo.RECIPES["teacher"].epochs
     nb = _notebook(f"The standard teacher trains for {n} epochs.",
                    "The teacher hands its soft targets to students that train for 7 epochs.")
     assert not stale_figures(nb)
 
 
 def test_a_wrong_standard_student_epoch_count_is_caught() -> None:
-    n = zoo.student_config(fast=False).epochs
-    assert stale_figures(_notebook(f"`zoo.student_config` trains students for {n + 5} epochs."))
-    assert not stale_figures(_notebook(f"`zoo.student_config` trains students for {n} epochs."))
+    n = zoo.RECIPES["student"].epochs
+    assert stale_figures(_notebook(f'`zoo.RECIPES("student", fast)` trains students for {n + 5} epochs.'))
+    assert not stale_figures(_notebook(f'`zoo.RECIPES("student", fast)` trains students for {n} epochs.'))
 
 
 def test_a_paper_figure_that_is_not_the_papers_is_caught() -> None:

@@ -144,8 +144,8 @@ def test_every_field_at_its_default_leaves_the_key_empty():
 def test_existing_configs_keep_their_keys():
     """The standard teacher's and a student's keys are exactly the fields they set (as before
     objectives existed: the old code's keys, written out)."""
-    assert config_key(zoo.teacher_config(False)) == {"epochs": 100, "jitter": 2}
-    assert config_key(zoo.teacher_config(True)) == {"epochs": 2, "jitter": 2}
+    assert config_key(zoo.RECIPES("teacher", False)) == {"epochs": 100, "jitter": 2}
+    assert config_key(zoo.RECIPES("teacher", True)) == {"epochs": 2, "jitter": 2}
     hint = TrainConfig(epochs=2, batch_size=64, loss="hint", hint_layer="conv2", guided_layer="conv2")
     assert config_key(hint) == {"epochs": 2, "batch_size": 64, "loss": "hint", "hint_layer": "conv2",
                                 "guided_layer": "conv2"}
