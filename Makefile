@@ -7,6 +7,8 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
+# Test processes: pytest-xdist's `auto` is one per CPU core (TEST_WORKERS=0 runs them in this process).
+TEST_WORKERS ?= auto
 RUN_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -15,7 +17,7 @@ RUN_ARGS ?=
 help: ## list the targets
 	@echo "labkd make targets:"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
-	@echo "variables: PY=$(PY) (python used to create $(VENV)), LAB_ARGS, PYTEST_ARGS, RUN_ARGS"
+	@echo "variables: PY=$(PY) (python used to create $(VENV)), LAB_ARGS, PYTEST_ARGS, TEST_WORKERS, RUN_ARGS"
 
 install: $(STAMP) ## create .venv and install labkd with its dev tools (once; again after pyproject.toml changes)
 
@@ -31,7 +33,7 @@ lab: install ## start JupyterLab on notebooks/ (e.g. make lab LAB_ARGS=--no-brow
 	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 test: install ## unit, notebook (fast mode) and browser tests; browser tests skip, saying why, without Chromium
-	$(BIN)/python -m pytest --durations=10 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10 $(PYTEST_ARGS)
 
 test-browser: install ## install Debian's chromium if missing (needs root), then run the browser tests
 	@command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || \

@@ -36,6 +36,29 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ[variable] = folder
 
 
+#: The tests that run a whole notebook: the long ones, spread one by one over the test processes.
+NOTEBOOK_RUNS = ("test_notebook_runs_in_fast_mode",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """For ``make test``'s parallel run (pytest-xdist, ``--dist loadgroup``): every other test stays
+    with the rest of its module in one process, so a module's fixtures (small models trained once
+    per module) are not trained again in each process. The notebook runs come first, so the
+    longest tasks start early and the short ones fill the gaps at the end; every lesson in student
+    mode before any in solutions mode, so a lesson's second run finds its models in the cache
+    instead of waiting for the first run to train them (the cache locks each model while it trains)."""
+    for item in items:
+        if item.originalname not in NOTEBOOK_RUNS:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
+
+    def rank(item: pytest.Item) -> tuple[bool, bool]:
+        params = getattr(item, "callspec", None)
+        solutions = params is not None and params.params.get("mode") == "solutions"
+        return item.originalname not in NOTEBOOK_RUNS, solutions
+
+    items.sort(key=rank)  # stable: the collection order otherwise
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     while _created:
         shutil.rmtree(_created.pop(), ignore_errors=True)
