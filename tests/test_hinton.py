@@ -79,7 +79,7 @@ def test_all_training_images(data):
 def test_validation_runs_are_tabulated():
     rows = hinton.validation_table()
     assert len(rows) == len(hinton.VALIDATION_RUNS)
-    assert sum(r["chosen"] == "yes" for r in rows) == len({r["model"] for r in hinton.VALIDATION_RUNS})
+    assert {r["model"] for r in rows if r["decided"]} >= {"teacher", "800-800 distilled, T = 20"}
 
 
 def test_gap_closed():
@@ -129,6 +129,36 @@ def test_table_grid_is_fair_and_complete(grid, teacher, data):
     assert "±" in rows[1][column] and rows[1]["runs"] == 2
     errors = grid.values("test_errors", baseline=True)
     assert f"range {min(errors):.0f}–{max(errors):.0f}" in rows[1][column]
+
+
+@pytest.fixture(scope="module")
+def shifted(data, teacher, base):
+    return hinton.shifted_students(data, teacher, [0, 1], base, jitter=1, progress=False)
+
+
+def test_shifted_students_share_the_start_and_join_the_table(grid, shifted, teacher, data, base):
+    assert shifted.seeds == [0, 1] and not shifted.select(baseline=True) and len(shifted) == 2
+    assert {r.init for r in shifted} == {r.init for r in grid}, "same seeds, same initial weights as the table"
+    assert {r.key for r in shifted}.isdisjoint(r.key for r in grid), "the shifted runs are runs of their own"
+    rows = hinton.table_rows(grid, teacher, data, shifted=shifted)
+    assert len(rows) == 4 and "shifted" in rows[3]["model"] and rows[3]["runs"] == 2
+    check = hinton.check_target(grid, teacher, data, shifted=shifted)
+    kd = sum(shifted.values("test_errors")) / 2
+    plain = sum(grid.values("test_errors", baseline=False)) / 2
+    assert check.transfer == "shifted" and check.distilled_errors == kd and check.no_translation_errors == plain
+    assert any("no translations" in line for line in check.lines)
+    assert hinton.check_target(grid, teacher, data).transfer == "no translations"
+    fig = hinton.curves_figure(grid, teacher, data, shifted=shifted)
+    assert any("shifted" in (t.name or "") for t in fig.data)
+    with pytest.raises(ValueError, match="table's seeds"):
+        hinton.table_rows(grid, teacher, data, shifted=hinton.shifted_students(data, teacher, [0], base, jitter=1,
+                                                                               progress=False))
+    with pytest.raises(ValueError, match="table's seeds"):
+        hinton.check_target(grid, teacher, data, shifted=grid)
+    with pytest.raises(ValueError, match="jitter must be a positive"):
+        hinton.shifted_students(data, teacher, [0], base, jitter=0)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        hinton.shifted_students(data, teacher, [0], base, alpha=0.0)
 
 
 def test_check_target_follows_the_numbers(grid, teacher, data):
