@@ -188,14 +188,20 @@ def reproduce_table(data: Data, teacher: Trained, seeds: int | Sequence[int], ba
     (``RECIPES("student", fast)``); the distilled student adds ``loss="distillation"``, ``temperature``
     and ``alpha``. Every run is cached. Returns a :class:`~labkd.sweeps.SweepResult`.
     """
+    _check_table_args(data, teacher, base_config, temperature, alpha,
+                      "alpha = 0 is the labels-only student, which is trained anyway")
+    return sweeps.run_grid(data, teacher, LARGE_STUDENT, [temperature], [alpha], seeds, base_config, progress=progress)
+
+
+def _check_table_args(data: object, teacher: object, base_config: object, temperature: object, alpha: object,
+                      why_not_zero: str) -> None:
     _check_data(data)
     _check_trained(teacher, "teacher")
     _check_config(base_config)
     check_temperature(temperature)
     losses.check_alpha(alpha)
     if alpha == 0:
-        raise ValueError("alpha must be > 0: alpha = 0 is the labels-only student, which is trained anyway")
-    return sweeps.run_grid(data, teacher, LARGE_STUDENT, [temperature], [alpha], seeds, base_config, progress=progress)
+        raise ValueError(f"alpha must be > 0: {why_not_zero}")
 
 
 def shifted_students(data: Data, teacher: Trained, seeds: int | Sequence[int], base_config: TrainConfig,
@@ -207,13 +213,8 @@ def shifted_students(data: Data, teacher: Trained, seeds: int | Sequence[int], b
     al. 2022). This departs from the paper, whose transfer set held no translations; the labels-only
     student stays un-shifted (it is :func:`reproduce_table`'s). Returns a one-cell
     :class:`~labkd.sweeps.SweepResult` (no labels-only rows)."""
-    _check_data(data)
-    _check_trained(teacher, "teacher")
-    _check_config(base_config)
-    check_temperature(temperature)
-    losses.check_alpha(alpha)
-    if alpha == 0:
-        raise ValueError("alpha must be > 0: the shifted transfer set only matters for the soft targets")
+    _check_table_args(data, teacher, base_config, temperature, alpha,
+                      "the shifted transfer set only matters for the soft targets")
     if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter <= 0:
         raise ValueError(f"jitter must be a positive number of pixels (the paper's un-shifted transfer set is "
                          f"reproduce_table's), got {jitter!r}")
