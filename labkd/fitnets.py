@@ -25,8 +25,8 @@ shallow (3 layers: learns either way), compared at an equal budget of epochs:
 ...                        run.guided_layer("deep"), "cnn", **run.options("deep"))
 >>> paired_claim(rows, "(03) hints + KD beat KD alone for the deep thin student").verdict
 
-(:func:`plan`, :func:`train_teacher`, :func:`build_student` and :data:`STUDENT` keep the earlier
-batch-norm student of six layers that lesson 11 builds on.)
+(:func:`plan` with :data:`PLAN_RECIPES`, :func:`train_teacher`, :func:`build_student` and
+:data:`STUDENT` keep the earlier batch-norm student of six layers that lesson 11 builds on.)
 
 Speed: these CNNs are small, and PyTorch's default of one intra-op thread per core made them
 about 10x *slower* on a busy 2-core CPU (OpenMP threads spin, waiting for each other). The
@@ -48,13 +48,14 @@ from labkd.checks import check_positive_int
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.fitnets_regime import (  # noqa: F401  (re-exported: the lesson calls fitnets.*)
-    DEPTHS, DEV_RESULTS, DEV_SEEDS, FRESH_FIRST, N_TRAIN, N_VAL, STAGE1_EPOCHS, STAGE1_LR, STUDENT_RECIPE,
+    DEPTHS, DEV_RESULTS, DEV_SEEDS, FAST_DATA, FRESH_FIRST, N_TRAIN, N_VAL, RECIPES, STAGE1_EPOCHS, STAGE1_LR, STUDENT_RECIPE,
     TEACHER_RECIPE, WIDTH, Regime, build_thin_student, guided_layer_for, hint_pairs_for, regime, thin_student,
 )
 from labkd.fitnets_figures import (  # noqa: F401  (re-exported: the lesson calls fitnets.*)
     COLOURS, busiest_channels, comparison_figure, curves_figure, hint_figure, model_table,
 )
 from labkd.models import BlockModel, build_model, check_feature_name, num_parameters, rebuild
+from labkd.recipes import Recipes
 from labkd.threads import fixed_threads
 from labkd.train import TrainConfig
 
@@ -91,12 +92,24 @@ PAPER_RESULTS: list[dict] = [
 # Recipes
 
 
+#: The recipes of :func:`plan` (the earlier batch-norm student of six layers, which lesson 11 builds
+#: on), as data: full mode, then the fields fast mode changes (tests: batches of 32, so that one
+#: epoch of 2,000 images still makes 63 steps). A :class:`Plan` sets the epochs and batch size it
+#: was given; the teacher trains on ±2-pixel jitter. Lesson 03's own recipes are
+#: :data:`labkd.fitnets_regime.RECIPES`.
+PLAN_RECIPES = Recipes({
+    "teacher": TrainConfig(epochs=3, batch_size=128, lr=0.05, jitter=2),
+    "student": TrainConfig(epochs=4, batch_size=128, lr=0.05, temperature=4.0, alpha=0.9),
+}, fast={"teacher": {"epochs": 2, "batch_size": 32}, "student": {"epochs": 1, "batch_size": 32}})
+
+
 @dataclass(frozen=True)
 class Plan:
     """How big the lesson's experiment is.
 
     The teacher learns from the whole training split; the students from its first ``n_train``
-    images (None: all). ``seeds``: one student per method and seed.
+    images (None: all). ``seeds``: one student per method and seed. :attr:`teacher` and
+    :attr:`student` are the recipes (:data:`PLAN_RECIPES` with this plan's epochs and batch size).
     """
 
     n_train: int | None
@@ -107,11 +120,21 @@ class Plan:
     batch_size: int
     seeds: tuple[int, ...]
 
+    @property
+    def teacher(self) -> TrainConfig:
+        """The CNN teacher's recipe: SGD + Nesterov, cosine schedule, ±2-pixel jitter (seed 0)."""
+        return PLAN_RECIPES["teacher"].replace(epochs=self.teacher_epochs, batch_size=self.batch_size)
 
-def plan(fast: bool, seeds: int = 3, n_train: int | None = 10000, epochs: int = 4, stage1_epochs: int = 2,
-         teacher_epochs: int = 3, seed: int = 0) -> Plan:
-    """The experiment's size. Fast mode (tests): the data as given, batches of 32 (so that one
-    epoch of 2,000 images still makes 63 steps), 1 epoch per student stage, 1 seed.
+    @property
+    def student(self) -> TrainConfig:
+        """The students' recipe (labels only, seed 0); KD and stage 2 change ``loss`` to ``"distillation"``."""
+        return PLAN_RECIPES["student"].replace(epochs=self.epochs, batch_size=self.batch_size)
+
+
+def plan(fast: bool, seeds: int = 3, n_train: int | None = 10000, epochs: int = PLAN_RECIPES["student"].epochs,
+         stage1_epochs: int = 2, teacher_epochs: int = PLAN_RECIPES["teacher"].epochs, seed: int = 0) -> Plan:
+    """The experiment's size. Fast mode (tests): the data as given, :data:`PLAN_RECIPES`' fast
+    changes (batches of 32, a 2-epoch teacher, 1 epoch per student stage), 1 seed.
 
     Full mode: students train on ``n_train`` images (CNNs train at a few hundred to a couple of
     thousand images/s on a laptop CPU) and are evaluated on 1,000 validation and all test images.
@@ -123,8 +146,10 @@ def plan(fast: bool, seeds: int = 3, n_train: int | None = 10000, epochs: int = 
     if n_train is not None and (isinstance(n_train, bool) or not isinstance(n_train, int) or n_train <= 0):
         raise ValueError(f"n_train must be a positive integer or None (all images), got {n_train!r}")
     if fast:
-        return Plan(None, None, 1, 1, 2, 32, (seed,))
-    return Plan(n_train, 1000, epochs, stage1_epochs, teacher_epochs, 128, tuple(range(seed, seed + seeds)))
+        teacher, student = PLAN_RECIPES("teacher", True), PLAN_RECIPES("student", True)
+        return Plan(None, None, student.epochs, 1, teacher.epochs, student.batch_size, (seed,))
+    return Plan(n_train, 1000, epochs, stage1_epochs, teacher_epochs, PLAN_RECIPES["student"].batch_size,
+                tuple(range(seed, seed + seeds)))
 
 
 def lesson_data(data: Data, plan: Plan) -> Data:
@@ -135,18 +160,6 @@ def lesson_data(data: Data, plan: Plan) -> Data:
     if n_train is None and n_val is None:
         return data
     return data.subset(n_train=n_train, n_val=n_val)
-
-
-def teacher_config(plan: Plan, seed: int = 0) -> TrainConfig:
-    """The CNN teacher's recipe: SGD + Nesterov, cosine schedule, ±2-pixel jitter."""
-    return TrainConfig(epochs=plan.teacher_epochs, batch_size=plan.batch_size, lr=0.05, jitter=2, seed=seed)
-
-
-def student_config(plan: Plan, seed: int = 0, **changes) -> TrainConfig:
-    """The students' recipe (labels only); KD and stage 2 change ``loss`` to ``"distillation"``."""
-    config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, lr=0.05, temperature=4.0, alpha=0.9,
-                         seed=seed)
-    return config.replace(**changes) if changes else config
 
 
 def build_teacher(input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, seed: int = 0) -> BlockModel:
@@ -162,7 +175,7 @@ def build_student(input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 1
 def train_teacher(data: Data, plan: Plan, seed: int = 0, progress: bool | None = None) -> Trained:
     """The wide, shallow CNN teacher, trained once on all of ``data.train`` and cached."""
     with threads():
-        return train_model(TEACHER, data, teacher_config(plan, seed), progress=progress,
+        return train_model(TEACHER, data, plan.teacher.replace(seed=seed), progress=progress,
                            label=f"FitNets teacher ({TEACHER} {TEACHER_OPTIONS}) seed={seed} on {data.name}, "
                                  f"{len(data.train)} images", **TEACHER_OPTIONS)
 

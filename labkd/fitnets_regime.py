@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from labkd import stats
 from labkd.checks import check_positive_int
 from labkd.models import BlockModel, build_model
+from labkd.recipes import Recipes
 from labkd.train import TrainConfig
 
 # --------------------------------------------------------------------------------------------
@@ -28,15 +29,21 @@ WIDTH = 16
 #: Depths of the two students: ``deep`` (the claim) and ``shallow`` (the contrast, where hints
 #: have nothing to fix). Chosen on validation with :data:`DEV_SEEDS` (see :data:`DEV_RESULTS`).
 DEPTHS: dict[str, int] = {"deep": 8, "shallow": 3}
-#: The lesson's teacher (wide, shallow, batch norm) and its recipe: the whole training split,
-#: 6 epochs, no jitter (98.8 % on MNIST; more epochs would not fit the lesson's 30-minute budget).
-TEACHER_RECIPE = TrainConfig(epochs=6, batch_size=128, lr=0.05, seed=0)
-#: The students' recipe: ``epochs`` is the **total** budget of every arm (FitNets: stage 1 +
+#: The lesson's recipes, as data: ``"teacher"`` (wide, shallow, batch norm): the whole training
+#: split, 6 epochs, no jitter (98.8 % on MNIST; more epochs would not fit the lesson's 30-minute
+#: budget). ``"student"``: ``epochs`` is the **total** budget of every arm (FitNets: stage 1 +
 #: stage 2), ``loss`` is set per arm. lr 0.005: the hinted deep student diverged in stage 2 at
 #: 0.01 (see :data:`DEV_RESULTS`); KD and labels alone stay at chance at 0.005, 0.01 and 0.05.
 #: Validation and test accuracy every 3 epochs (and at the end): evaluating 12,000 images cost
 #: about as much as an epoch of training; the weights do not depend on it.
-STUDENT_RECIPE = TrainConfig(epochs=12, batch_size=128, lr=0.005, temperature=4.0, alpha=0.9, eval_every=3)
+#: ``fast``: the changes of fast mode (a smoke test): a 1-epoch teacher, 4 epochs per arm (3 of
+#: stage 1, one per hint), batches of 32, one evaluation per run.
+RECIPES = Recipes({
+    "teacher": TrainConfig(epochs=6, batch_size=128, lr=0.05, seed=0),
+    "student": TrainConfig(epochs=12, batch_size=128, lr=0.005, temperature=4.0, alpha=0.9, eval_every=3),
+}, fast={"teacher": {"epochs": 1, "batch_size": 32}, "student": {"epochs": 4, "batch_size": 32, "eval_every": 4}})
+TEACHER_RECIPE = RECIPES["teacher"]
+STUDENT_RECIPE = RECIPES["student"]
 #: Epochs of FitNets stage 1 (hint training), taken out of the budget above: split evenly over
 #: the stacked hints of :func:`hint_pairs_for` (2 epochs per hint for the deep student).
 STAGE1_EPOCHS = 6
@@ -47,6 +54,12 @@ STAGE1_LR = 0.2
 N_TRAIN = 5000
 #: Validation images used to choose the regime (test: all 10,000 images).
 N_VAL = 2000
+#: Fast mode's data (a smoke test of a few seconds): the images :func:`labkd.notebook.start`
+#: keeps in fast mode (the teacher trains on all of them; validation and test 250 each), and the
+#: students' training and validation images within them.
+FAST_DATA = {"n_train_fast": 500, "n_eval_fast": 250}
+FAST_N_TRAIN = 250
+FAST_N_VAL = 250
 #: Seeds with which the regime was chosen on validation; the claims use fresh seeds.
 DEV_SEEDS = (0, 1, 2)
 #: Fresh seeds of the claims: ``FRESH_FIRST + seed`` onwards (``seed``: the notebook parameter).
@@ -199,8 +212,9 @@ def regime(fast: bool, seed: int = 0, seeds: int = stats.MIN_SEEDS, deep: int = 
     """Lesson 03's experiment: :data:`TEACHER_RECIPE`, :data:`STUDENT_RECIPE`, :data:`STAGE1_EPOCHS`,
     :data:`N_TRAIN` images, ``seeds`` fresh seeds from ``FRESH_FIRST + seed``.
 
-    Fast mode (tests, a smoke test): the data as given, a 1-epoch teacher, 4 epochs per arm (3 of
-    stage 1: one per hint), batches of 32, one seed (``seed`` itself).
+    Fast mode (tests, a smoke test): the students on :data:`FAST_N_TRAIN` training and
+    :data:`FAST_N_VAL` validation images, :data:`RECIPES`' fast changes (a 1-epoch teacher, 4
+    epochs per arm, 3 of them stage 1: one per hint), one seed (``seed`` itself).
     """
     check_positive_int(seeds, "seeds")
     hint_pairs_for(deep)
@@ -209,8 +223,8 @@ def regime(fast: bool, seed: int = 0, seeds: int = stats.MIN_SEEDS, deep: int = 
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     depths = {"deep": deep, "shallow": shallow}
     if fast:
-        return Regime(None, None, 4, 3, TEACHER_RECIPE.replace(epochs=1, batch_size=32),
-                      STUDENT_RECIPE.replace(epochs=4, batch_size=32), depths, (seed,))
+        student = RECIPES("student", True)
+        return Regime(FAST_N_TRAIN, FAST_N_VAL, student.epochs, 3, RECIPES("teacher", True), student, depths, (seed,))
     fresh = stats.fresh_seeds(FRESH_FIRST + seed, seeds, development=DEV_SEEDS)
     return Regime(N_TRAIN, N_VAL, STUDENT_RECIPE.epochs, STAGE1_EPOCHS, TEACHER_RECIPE, STUDENT_RECIPE,
                   depths, tuple(fresh))

@@ -27,7 +27,7 @@ def teacher(data):
 @pytest.fixture(scope="module")
 def config():
     """Three epochs in all: two of stage 1 and one of stage 2 for the FitNet."""
-    return fitnets.student_config(FAST, batch_size=32, epochs=3)
+    return FAST.student.replace(batch_size=32, epochs=3)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,22 @@ def test_plan_fast_and_full() -> None:
             fitnets.plan(fast=False, seeds=bad)
     with pytest.raises(ValueError, match="n_train"):
         fitnets.plan(fast=False, n_train=0)
+
+
+def test_recipes_are_data_and_plans_apply_their_sizes() -> None:
+    # the plan's recipes: PLAN_RECIPES with the plan's epochs and batch size (fast mode: its changes)
+    full = fitnets.plan(fast=False, epochs=6, teacher_epochs=4)
+    assert full.teacher == fitnets.PLAN_RECIPES["teacher"].replace(epochs=4)
+    assert full.student == fitnets.PLAN_RECIPES["student"].replace(epochs=6)
+    assert FAST.teacher == fitnets.PLAN_RECIPES("teacher", True)
+    assert FAST.student == fitnets.PLAN_RECIPES("student", True)
+    assert full.teacher.jitter > 0 and full.student.loss == "cross_entropy"
+    # lesson 03's regime reads its recipes from fitnets.RECIPES in both modes
+    for fast in (False, True):
+        run = fitnets.regime(fast=fast)
+        assert run.teacher == fitnets.RECIPES("teacher", fast) and run.student == fitnets.RECIPES("student", fast)
+        assert run.stage1_epochs < run.epochs == run.student.epochs
+    assert fitnets.RECIPES("student", True).epochs <= fitnets.RECIPES["student"].epochs
 
 
 def test_lesson_data_cuts_only_the_training_split(data) -> None:
@@ -258,7 +274,7 @@ def test_regime_full_and_fast() -> None:
             assert run.stage1_epochs % len(run.hints(student)) == 0
     assert full.options("shallow") == fitnets.thin_student(full.depths["shallow"])
     fast = fitnets.regime(fast=True, seed=2)
-    assert fast.seeds == (2,) and fast.n_train is None and fast.stage1_epochs < fast.epochs
+    assert fast.seeds == (2,) and fast.n_train < full.n_train and fast.stage1_epochs < fast.epochs
     with pytest.raises(ValueError, match="student"):
         full.options("medium")
     for kwargs, argument in (({"seeds": 0}, "seeds"), ({"deep": 0}, "depth"), ({"shallow": 1}, "depth"),

@@ -224,6 +224,44 @@ def test_teacher_assistant_reuses_the_direct_runs(data, family, grid):
     assert claim.claim.startswith("(04b)") and claim.seeds == SEEDS
 
 
+def test_assistant_grid_sets_each_step_and_chooses_on_validation(data, family, grid):
+    to_ta, to_student = [(4.0, 0.9), (2.0, 0.5)], [(2.0, 0.5), (4.0, 0.9)]
+    rows = tsz.assistant_grid(data, family, STUDENT, [(16, 16)], KD, to_ta, to_student, progress=False)
+    assert len(rows) == len(SEEDS) * (len(to_student) + len(to_ta) * len(to_student))
+    via = [r for r in rows if r["route"] != "direct"]
+    assert {(r["assistant_temperature"], r["assistant_alpha"]) for r in via} == set(to_ta)
+    assert {(r["temperature"], r["alpha"]) for r in rows} == set(to_student)
+    assert all(0 < r["assistant_bits"] <= math.log2(10) + 1e-5 for r in via)
+    for seed in SEEDS:  # direct runs are the grid's students of the largest teacher; every student starts alike
+        assert len({r["init_norm"] for r in rows if r["seed"] == seed}) == 1
+        for r in (r for r in rows if r["route"] == "direct" and r["seed"] == seed):
+            same = next(g for g in grid if g["teacher"] == "64-64-64-10" and g["seed"] == seed
+                        and (g["temperature"], g["alpha"]) == (r["temperature"], r["alpha"]))
+            assert r["test_acc"] == same["test_acc"] and r["cached"]
+    pick = tsz.best_routes(rows)
+    direct = max(ts.summarize([r for r in rows if r["route"] == "direct"], ["temperature", "alpha"], "val_acc"),
+                 key=lambda s: s["mean"])
+    assert pick.direct == (direct["temperature"], direct["alpha"]) and pick.val["direct"] == direct["mean"]
+    assert pick.assistant_hidden == (16, 16) and pick.route == "via TA 64-16-16-10"
+    assert pick.to_assistant in to_ta and pick.to_student in to_student
+    best = [r["val_acc"] for r in via if (r["assistant_temperature"], r["assistant_alpha"]) == pick.to_assistant
+            and (r["temperature"], r["alpha"]) == pick.to_student]
+    assert pick.val[pick.route] == pytest.approx(sum(best) / len(best))
+    # the fresh comparison: one setting per step, the direct route at its own choice
+    fresh = tsz.assistant_grid(data, family, STUDENT, [pick.assistant_hidden], KD, [pick.to_assistant],
+                               [pick.to_student], direct_settings=[pick.direct], progress=False)
+    assert len(fresh) == 2 * len(SEEDS)
+    assert tsz.assistant_claim(fresh, pick.route, SEEDS).seeds == SEEDS
+    bits = tsz.route_entropies(rows, family, pick)
+    assert list(bits) == ["64-64-64-10", pick.route] and all(0 < b <= math.log2(10) + 1e-5 for b in bits.values())
+    with pytest.raises(ValueError, match="assistant_settings"):
+        tsz.assistant_grid(data, family, STUDENT, [(16, 16)], KD, [], to_student)
+    with pytest.raises(ValueError, match="direct_settings"):
+        tsz.assistant_grid(data, family, STUDENT, [(16, 16)], KD, to_ta, to_student, direct_settings=[])
+    with pytest.raises(ValueError, match="no runs through"):
+        tsz.best_routes([r for r in rows if r["route"] == "direct"])
+
+
 # -- lesson 05: complete schedules and ESKD --------------------------------------------------
 
 

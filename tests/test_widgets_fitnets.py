@@ -17,7 +17,7 @@ FAST = fitnets.plan(fast=True)
 def setup():
     data = load_data("digits", val_size=200).subset(n_train=256, n_val=64, n_test=128)
     teacher = fitnets.train_teacher(data, FAST, progress=False)
-    config = fitnets.student_config(FAST, batch_size=32, epochs=2)  # a budget of 2: stage 1 + stage 2
+    config = FAST.student.replace(batch_size=32, epochs=2)  # a budget of 2: stage 1 + stage 2
     rows = fitnets.compare_methods(data, teacher, FAST.seeds, config, progress=False)
     fitnet = fitnets.train_fitnet(data, teacher, config=config, progress=False)
     return data, teacher, config, rows, fitnet
