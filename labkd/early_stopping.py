@@ -13,8 +13,8 @@ trained for the full :data:`RECIPES` schedule until it fits the transfer set. Th
 length and the ESKD stop epoch are chosen on the **validation** split with the development
 seeds; the claims are confirmed on fresh, paired seeds:
 
->>> teachers = train_schedule_teachers(data, (256, 256), [5, 15, 40], seeds, recipes(fast)["teacher"])
->>> rows = distil_from_schedules(data, teachers, (30, 30), recipes(fast)["student"], DEV_SEEDS)
+>>> teachers = train_schedule_teachers(data, (256, 256), [5, 15, 40], seeds, RECIPES.all(fast)["teacher"])
+>>> rows = distil_from_schedules(data, teachers, (30, 30), RECIPES.all(fast)["student"], DEV_SEEDS)
 >>> best = best_schedule(rows)                              # on validation
 >>> eskd = eskd_runs(data, teachers, (30, 30), kd, stop_epochs=[5, 10, 20], seeds=DEV_SEEDS)
 """
@@ -58,11 +58,6 @@ FAST_SCHEDULES = (1, 3)
 #: Student epochs after which ESKD stops distilling (of the student's 60).
 STOP_EPOCHS = (10, 20, 40)
 FAST_STOP_EPOCHS = (1, 2)
-
-
-def recipes(fast: bool) -> dict[str, TrainConfig]:
-    """Every recipe of :data:`RECIPES`, with fast mode's changes when ``fast``."""
-    return {name: RECIPES(name, fast) for name in RECIPES}
 
 
 def check_schedules(schedules: object, full: int) -> list[int]:

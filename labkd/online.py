@@ -42,6 +42,7 @@ from labkd.checks import check_config, check_hidden, check_positive_int, check_s
 from labkd.data import Data
 from labkd.experiments import Trained, cached, config_key, load_states, train_model
 from labkd.losses import check_temperature, ensemble_probs
+from labkd.recipes import Recipes
 from labkd.losses import mutual_learning_loss  # noqa: F401  (lesson 10's API: the loss lives with the others)
 from labkd.models import BlockModel, build_model
 from labkd.progress import RunProgress
@@ -73,18 +74,12 @@ BORN_AGAIN_GRID: dict[str, TrainConfig] = {
 }
 #: The named recipes: ``alone`` (labels only; also generation 0, and each mutual learner's
 #: optimiser and schedule) and the born-again candidates of :data:`BORN_AGAIN_GRID`.
-RECIPES: dict[str, TrainConfig] = {"alone": _ALONE, **BORN_AGAIN_GRID}
+#: Fast mode (tests): :data:`FAST_EPOCHS` epochs each, evaluated after every epoch. ``RECIPES.all(fast)``.
+RECIPES = Recipes({"alone": _ALONE, **BORN_AGAIN_GRID},
+                  fast={name: {"epochs": FAST_EPOCHS, "eval_every": 1} for name in ("alone", *BORN_AGAIN_GRID)})
 #: Temperature of the mutual-learning KL: the paper's T = 1 and the alternatives compared on
 #: validation with :data:`DEV_SEEDS`; the notebook uses the one :func:`select_regime` picks.
 MUTUAL_GRID: dict[str, float] = {f"mutual, T={t:g}": t for t in (1.0, 2.0)}
-
-
-def recipes(fast: bool) -> dict[str, TrainConfig]:
-    """:data:`RECIPES` (``"alone"`` and the born-again candidates), cut to :data:`FAST_EPOCHS`
-    epochs in fast mode."""
-    if not fast:
-        return dict(RECIPES)
-    return {k: c.replace(epochs=FAST_EPOCHS, eval_every=1) for k, c in RECIPES.items()}
 
 
 def lesson_data(data: Data, fast: bool, n_train: int = N_TRAIN, seed: int = 0) -> Data:

@@ -9,6 +9,7 @@ Each lesson module declares its recipes once, at the top, with the fields fast m
 ...     fast={"member": {"epochs": 2}, "distilled": {"epochs": 2}})
 >>> RECIPES["member"]                                   # the full-mode recipe
 >>> RECIPES("distilled", fast, seed=3, temperature=4.0)   # fast mode's changes, then the overrides
+>>> RECIPES.all(fast)                                   # every recipe of the mode, by name
 
 A notebook prints a recipe as it is (``print(RECIPES("member", fast))``); a run is its config
 plus the few fields the experiment sets (the seed, a temperature chosen on validation), so the
@@ -59,6 +60,10 @@ class Recipes(Mapping[str, TrainConfig]):
             raise TypeError(f"fast must be True or False, got {fast!r}")
         config = self._fast.get(name, self._full[name]) if fast else self._full[name]
         return config.replace(**overrides) if overrides else config
+
+    def all(self, fast: bool = False) -> dict[str, TrainConfig]:
+        """Every recipe by name, with fast mode's changes when ``fast`` (what a notebook trains)."""
+        return {name: self(name, fast) for name in self._full}
 
     def __repr__(self) -> str:
         return f"Recipes({list(self._full)})"

@@ -12,8 +12,8 @@ teacher the distillation temperature and weight chosen on the **validation** spl
 development seeds (:data:`labkd.teacher_studies.DEV_SEEDS`). The claims are then confirmed on
 fresh, paired seeds with :func:`labkd.stats.claim`:
 
->>> family = train_teacher_family(data, [(16, 16), (64, 64), (256, 256)], seeds, recipes(fast)["teacher"])
->>> dev = distil_grid(data, family, [(10, 10)], recipes(fast)["student"], seeds=DEV_SEEDS, settings=SETTINGS)
+>>> family = train_teacher_family(data, [(16, 16), (64, 64), (256, 256)], seeds, RECIPES.all(fast)["teacher"])
+>>> dev = distil_grid(data, family, [(10, 10)], RECIPES.all(fast)["student"], seeds=DEV_SEEDS, settings=SETTINGS)
 >>> chosen = best_settings(dev)                       # {teacher: (T, alpha)} on validation
 >>> fresh = distil_grid(data, family, [(10, 10)], kd, seeds=fresh_seeds, settings=chosen)
 >>> size_claim(dev, fresh, family, fresh_seeds).verdict
@@ -48,11 +48,6 @@ RECIPES = Recipes({
     "student": TrainConfig(epochs=30, batch_size=128, optimizer="adam", lr=0.001, loss="distillation",
                            temperature=TEMPERATURE, alpha=0.9, eval_every=30),
 }, fast={name: {"epochs": 3, "eval_every": 3} for name in ("teacher", "student")})  # fast mode (tests): three epochs each
-
-
-def recipes(fast: bool) -> dict[str, TrainConfig]:
-    """Every recipe of :data:`RECIPES`, with fast mode's changes when ``fast``."""
-    return {name: RECIPES(name, fast) for name in RECIPES}
 
 
 #: The (temperature, alpha) pairs tried for every teacher on the validation split.

@@ -312,7 +312,7 @@ def test_select_regime_reads_validation_only_and_picks_the_best(data):
 
 
 def test_recipes_are_data_and_fast_mode_is_short():
-    fast, full = on.recipes(True), on.recipes(False)
+    fast, full = on.RECIPES.all(True), on.RECIPES.all(False)
     assert set(fast) == set(full) == {"alone", *on.BORN_AGAIN_GRID}
     assert full["alone"].loss == "cross_entropy" and full["alone"].jitter == 0
     assert all(c.epochs == on.FAST_EPOCHS for c in fast.values()) and full["alone"].epochs > on.FAST_EPOCHS

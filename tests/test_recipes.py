@@ -17,6 +17,8 @@ def test_full_fast_and_overrides() -> None:
     assert recipes("member") == FULL and recipes("member", True) == FULL.replace(epochs=2, eval_every=2)
     assert recipes("distilled", True) == recipes["distilled"]  # no fast changes: the full recipe
     assert recipes("member", True, seed=3, lr=0.05) == FULL.replace(epochs=2, eval_every=2, seed=3, lr=0.05)
+    assert recipes.all() == {"member": FULL, "distilled": recipes["distilled"]}
+    assert recipes.all(True) == {"member": FULL.replace(epochs=2, eval_every=2), "distilled": recipes["distilled"]}
 
 
 def test_bad_recipes_fail_when_declared() -> None:

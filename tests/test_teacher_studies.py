@@ -124,7 +124,7 @@ def test_findings_table():
 
 
 def test_recipes_fit_the_transfer_set():
-    full, fast = tsz.recipes(False), tsz.recipes(True)
+    full, fast = tsz.RECIPES.all(False), tsz.RECIPES.all(True)
     assert full["teacher"].jitter == 0 and full["teacher"].loss == "cross_entropy"
     assert full["student"].loss == "distillation" and full["teacher"].epochs > fast["teacher"].epochs
     assert tsz.check_settings(tsz.SETTINGS) == list(tsz.SETTINGS)
@@ -359,10 +359,10 @@ def test_teacher_table_of_schedules(data, schedules):
 
 
 def test_lesson_05_recipes():
-    small = es.recipes(False)
+    small = es.RECIPES.all(False)
     assert small["teacher"].jitter == 0 and small["teacher"].epochs == max(es.SCHEDULES)
     assert max(es.STOP_EPOCHS) < small["student"].epochs
-    assert es.recipes(True)["student"].epochs < small["student"].epochs
+    assert es.RECIPES.all(True)["student"].epochs < small["student"].epochs
 
 
 def test_training_seconds_adds_rows_assistants_and_teachers(family):
