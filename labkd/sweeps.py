@@ -37,7 +37,7 @@ from labkd.experiments import Trained, train_model
 from labkd.metrics import predict_logits
 from labkd.models import build_model
 from labkd.progress import progress_bar
-from labkd.train import TrainConfig
+from labkd.train import TrainConfig, TrainingDivergedError
 
 #: The two students of Hinton et al.'s temperature remark: name -> build_model arguments.
 STUDENTS: dict[str, dict] = {
@@ -407,11 +407,9 @@ def run_grid(
             try:
                 trained = train_model(arch, data, config, teacher=None if t is None else teacher,
                                       use_cache=use_cache, progress=False, label=label, **spec)
-            except ValueError as error:
-                # The losses refuse NaN/inf logits: this run diverged. Keep it as a row (it is a
-                # result: too high a learning rate for this cell), uncached, with no history.
-                if "NaN or inf" not in str(error):
-                    raise
+            except TrainingDivergedError:
+                # fit stopped at a non-finite loss or exploding logits: this run diverged. Keep it as
+                # a row (it is a result: too high a learning rate for this cell), uncached, with no history.
                 row = SweepRow(name, t, a, seed, config.scale_by_t2, [], len(data.test),
                                time.perf_counter() - start, False, "", inits[(name, seed)])
             else:

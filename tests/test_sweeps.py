@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from labkd import TrainConfig, load_data, sweeps, sweeps_figures, sweeps_findings, train_model
+from labkd.train import TrainingDivergedError
 from labkd.models import build_model
 from labkd.sweeps import SweepResult, SweepRow
 
@@ -305,9 +306,10 @@ def test_soft_gradient_shrinks_like_one_over_t_squared_without_the_factor(digits
 def test_a_diverged_run_is_kept_as_a_nan_row_and_never_chosen(digits, teacher, base, monkeypatch):
     real = sweeps.train_model
 
-    def diverging(arch, data, config, **kwargs):  # what fit does when the logits blow up
+    def diverging(arch, data, config, **kwargs):  # what fit raises when the logits blow up (tests/test_faults.py)
         if config.loss == "distillation" and config.temperature == 4:
-            raise ValueError("student_logits contains NaN or inf")
+            raise TrainingDivergedError("training diverged at epoch 1, step 3 of 8: student_logits has values "
+                                        "up to 1.6e+06, beyond ±1e+06")
         return real(arch, data, config, **kwargs)
 
     monkeypatch.setattr(sweeps, "train_model", diverging)
