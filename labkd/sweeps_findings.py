@@ -286,12 +286,12 @@ def describe_runs(entries: Sequence[tuple[str, SweepResult, Mapping]]) -> list[s
         rows = result.select(**criteria)
         bad = sum(r.diverged for r in rows)
         if bad == len(rows):
-            lines.append(f"{label:<{width}}: diverged (NaN loss) in every run ({bad})")
+            lines.append(f"{label:<{width}}: diverged in all {bad} runs (training stopped)")
             continue
         ok = SweepResult([r for r in rows if not r.diverged])
         first = ok.mean_std("test_acc", epoch=1, scale_by_t2=None)
         last = ok.mean_std("test_acc", scale_by_t2=None)
-        note = f"; diverged (NaN loss) in {bad} of {len(rows)} runs" if bad else ""
+        note = f"; diverged in {bad} of {len(rows)} runs" if bad else ""
         lines.append(f"{label:<{width}}: test accuracy after epoch 1 {_pm(first)}%, at the end {_pm(last)}%{note}")
     return lines
 

@@ -319,7 +319,7 @@ def test_a_diverged_run_is_kept_as_a_nan_row_and_never_chosen(digits, teacher, b
     assert len(wild) == 2 and all(r.diverged and not r.cached and not r.history for r in wild)
     assert math.isnan(wild.rows[0].metric("test_acc"))
     assert math.isnan(both.mean_std(temperature=4, alpha=1.0)[0])
-    assert "diverged (NaN loss) in every run (2)" in sweeps_findings.describe_runs([("wild", both, {"temperature": 4})])[0]
+    assert "diverged in all 2 runs (training stopped)" in sweeps_findings.describe_runs([("wild", both, {"temperature": 4})])[0]
     assert sweeps_findings.best_temperature(both, "wide", 1.0).temperature == 1
     assert sweeps_findings.best_cell(both, "wide") == (1, 1.0)
     with pytest.raises(ValueError, match="did not diverge"):
