@@ -132,3 +132,17 @@ def close(a, b, atol: float = 1e-5) -> bool:
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or a.shape != b.shape:
         return False
     return bool(torch.allclose(a.float(), b.float(), atol=atol))
+
+
+def one_number(got, what: str = "one number"):
+    """An answer that must be one number: a Python int or float, or a one-element tensor (its
+    ``.item()``). Anything else raises :class:`ExerciseFailed` saying "return ``what``"."""
+    import torch
+
+    if isinstance(got, torch.Tensor):
+        if got.numel() != 1:
+            raise ExerciseFailed(f"return {what}, not a tensor of shape {tuple(got.shape)}.")
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise ExerciseFailed(f"return {what}, got {type(got).__name__}.")
+    return got

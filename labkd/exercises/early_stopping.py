@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from labkd.exercises import ExerciseFailed, exercise
+from labkd.exercises import ExerciseFailed, exercise, one_number
 
 # --------------------------------------------------------------------------------------------
 # Lesson 05: expected calibration error
@@ -85,13 +85,7 @@ CALIBRATION_CASES = (
 def check_calibration_error(candidate) -> None:
     for description, groups, n_bins in CALIBRATION_CASES:
         probs, targets = _examples(groups)
-        got = candidate(probs, targets, n_bins)
-        if isinstance(got, Tensor):
-            if got.numel() != 1:
-                raise ExerciseFailed(f"return one number, not a tensor of shape {tuple(got.shape)}.")
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            raise ExerciseFailed(f"return one number (a float), got {type(got).__name__}.")
+        got = one_number(candidate(probs, targets, n_bins), "one number (a float)")
         want = calibration_error(probs, targets, n_bins)
         if abs(got - want) < 1e-6:
             continue

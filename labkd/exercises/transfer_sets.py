@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from labkd.exercises import ExerciseFailed, exercise
+from labkd.exercises import ExerciseFailed, exercise, one_number
 
 
 def _errors(logits: Tensor, targets: Tensor, classes, shift: float, only=None) -> int:
@@ -70,13 +70,8 @@ def _cases() -> list[tuple[str, Tensor, Tensor, list[int], Tensor]]:
           wrong_answers=(_wrong_sign, _most_errors, _only_shifted_classes, _returns_error_count))
 def check_choose_bias_shift(candidate) -> None:
     for description, logits, targets, classes, shifts in _cases():
-        got = candidate(logits.clone(), targets.clone(), list(classes), shifts.clone())
-        if isinstance(got, Tensor):
-            if got.numel() != 1:
-                raise ExerciseFailed(f"return one number (the chosen shift), not a tensor of shape {tuple(got.shape)}.")
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            raise ExerciseFailed(f"return one number (the chosen shift), got {type(got).__name__}.")
+        got = one_number(candidate(logits.clone(), targets.clone(), list(classes), shifts.clone()),
+                         "one number (the chosen shift)")
         errors = {float(b): _errors(logits, targets, classes, b) for b in shifts.tolist()}
         fewest = min(errors.values())
         where = (f"On test case '{description}' (classes {classes}, {len(targets)} images, candidate shifts "
