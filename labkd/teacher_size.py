@@ -319,37 +319,13 @@ def teacher_assistant(
     largest) and, for each assistant size, an assistant distilled from the teacher with
     ``config`` and the student distilled from that assistant with ``config``. Every student of
     one seed starts from the same weights. Rows as :func:`distil_grid` plus ``route``
-    (``"direct"`` or ``"via TA 784-64-64-10"``), ``assistant`` and ``assistant_acc``.
+    (``"direct"`` or ``"via TA 784-64-64-10"``), ``assistant`` and ``assistant_acc`` (and the
+    per-step columns of :func:`assistant_grid`, of which this is the case of one setting, ``config``'s).
     """
-    student = check_hidden(student_hidden, "student_hidden")
-    assistants = _check_hidden_list(assistant_hidden_sizes, "assistant_hidden_sizes")
     check_config(config, "config", loss="distillation")
-    teacher_hidden = family.largest() if teacher_hidden is None else check_hidden(teacher_hidden, "teacher_hidden")
-    seeds = family.seeds if seeds is None else check_seeds(seeds)
-    for seed in seeds:
-        family.get(teacher_hidden, seed)
-    tname = family.name(teacher_hidden)
-    runs = RunProgress(len(seeds) * (1 + 2 * len(assistants)), "teacher-assistant runs", progress, on_run)
-    rows: list[dict] = []
-    for seed in seeds:
-        teacher = family.get(teacher_hidden, seed)
-        kd = config.replace(seed=seed)
-        rows.append(student_row(data, student, kd, teacher, tname,
-                                extra={"route": "direct", "assistant": None, "assistant_hidden": None,
-                                       "assistant_acc": None}))
-        runs.step(f"direct, seed {seed}")
-        for hidden in assistants:
-            ta_name = mlp_name(hidden, data)
-            assistant = train_model("mlp", data, kd, teacher=teacher, hidden=hidden, progress=False,
-                                    label=f"assistant {ta_name} from {tname} seed={seed}")
-            runs.step(f"assistant {ta_name}, seed {seed}")
-            rows.append(student_row(data, student, kd, assistant, f"TA {ta_name}",
-                                    extra={"route": f"via TA {ta_name}", "assistant": ta_name, "assistant_hidden": hidden,
-                                           "assistant_acc": assistant.final("test_acc"),
-                                           "assistant_seconds": assistant.seconds}))
-            runs.step(f"student via {ta_name}, seed {seed}")
-    runs.close()
-    return rows
+    setting = [(config.temperature, config.alpha)]
+    return assistant_grid(data, family, student_hidden, assistant_hidden_sizes, config, setting, setting, seeds=seeds,
+                          teacher_hidden=teacher_hidden, progress=progress, on_run=on_run)
 
 
 def assistant_grid(
