@@ -76,6 +76,42 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty model cache of this test's own (``LABKD_CACHE``), progress bars off. A module whose
+    every test needs it says ``pytestmark = pytest.mark.usefixtures("cache_folder")``."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("LABKD_CACHE", str(folder))
+    monkeypatch.setenv("LABKD_PROGRESS", "0")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits with 200 validation images: tiny models train on it in a blink.
+    Modules that want smaller splits define their own ``digits``."""
+    from labkd.data import load_data
+
+    return load_data("digits", val_size=200)
+
+
+@pytest.fixture
+def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Records every training ``train_model`` starts (``labkd.train.fit`` as ``experiments`` calls
+    it): one entry per call, the model's starting weights."""
+    from labkd import experiments
+
+    calls = []
+    real_fit = experiments.fit
+
+    def counting_fit(model, *args, **kwargs):
+        calls.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "fit", counting_fit)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository's root folder (the one holding pyproject.toml)."""

@@ -5,9 +5,7 @@ Every test gets its own empty cache folder through ``LABKD_CACHE``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -16,24 +14,13 @@ import torch
 from labkd import cache
 from labkd.cache import CacheWarning
 
+from support import no_cache_warnings
 
-@pytest.fixture(autouse=True)
-def cache_folder(tmp_path: Path, monkeypatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("LABKD_CACHE", str(folder))
-    return folder
+pytestmark = pytest.mark.usefixtures("cache_folder")
 
 
 def entry(value: float = 1.0) -> dict:
     return {"state_dict": {"w": torch.full((3, 2), value)}, "history": [{"epoch": 1, "loss": value}], "seconds": 2.5}
-
-
-@contextlib.contextmanager
-def no_cache_warnings():
-    """Turn a CacheWarning into an error: the normal path must be silent."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CacheWarning)
-        yield
 
 
 # --- keys -----------------------------------------------------------------------------------

@@ -17,16 +17,10 @@ import torch
 
 from labkd import cache, cache_archive
 from labkd.cli import main
-from labkd.data import load_data
 from labkd.experiments import train_model
 from labkd.train import TrainConfig
 
 CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.05)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits", val_size=200)
 
 
 def _use_cache(monkeypatch, folder: Path) -> Path:

@@ -46,12 +46,6 @@ def mnist():
     return load_data("mnist")
 
 
-@pytest.fixture(scope="module")
-def digits():
-    # val_size given explicitly so these tests do not depend on the default (tested separately)
-    return load_data("digits", val_size=200)
-
-
 @pytest.fixture
 def corrupt_root(tmp_path: Path) -> Path:
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)

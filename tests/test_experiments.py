@@ -5,62 +5,23 @@ Each test trains tiny MLPs on the 8x8 digits in its own empty cache folder.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
 from labkd import cache, experiments, zoo
 from labkd.cache import CacheWarning
-from labkd.data import load_data
 from labkd.experiments import Trained, model_identity, train_model
 from labkd.models import build_model
 from labkd.train import TrainConfig
 
+from support import no_cache_warnings, same_weights
+
 CONFIG = TrainConfig(epochs=1, batch_size=64, seed=0)
 SMALL = {"hidden": (16,)}
 
+pytestmark = pytest.mark.usefixtures("cache_folder")
 
-
-@pytest.fixture(autouse=True)
-def cache_folder(tmp_path: Path, monkeypatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("LABKD_CACHE", str(folder))
-    monkeypatch.setenv("LABKD_PROGRESS", "0")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits", val_size=200)
-
-
-@pytest.fixture
-def fit_calls(monkeypatch) -> list:
-    """Records every call of labkd.train.fit made by train_model, with the model's starting weights."""
-    calls = []
-    real_fit = experiments.fit
-
-    def counting_fit(model, *args, **kwargs):
-        calls.append({k: v.clone() for k, v in model.state_dict().items()})
-        return real_fit(model, *args, **kwargs)
-
-    monkeypatch.setattr(experiments, "fit", counting_fit)
-    return calls
-
-
-@contextlib.contextmanager
-def no_cache_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CacheWarning)
-        yield
-
-
-def same_weights(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def train(data, config=CONFIG, arch="mlp", **kwargs) -> Trained:

@@ -14,7 +14,6 @@ Tiny MLPs on the 8x8 digits, each test in its own cache folder.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
@@ -22,13 +21,12 @@ import stat
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from labkd import cache, cli, experiments, feature_losses, losses
+from labkd import cache, cli, feature_losses, losses
 from labkd import data as datasets
 from labkd.cache import CacheNotWritableError, CacheWarning, NonFiniteWeightsError
 from labkd.data import Split, load_data
@@ -36,47 +34,13 @@ from labkd.experiments import train_model
 from labkd.models import build_model
 from labkd.train import TrainConfig, TrainingDivergedError, default_device, fit
 
+from support import no_cache_warnings, same_weights
+
 CONFIG = TrainConfig(epochs=1, batch_size=64, seed=0)
 SMALL = {"hidden": (16,)}
 REPO = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture(autouse=True)
-def cache_folder(tmp_path: Path, monkeypatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("LABKD_CACHE", str(folder))
-    monkeypatch.setenv("LABKD_PROGRESS", "0")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits", val_size=200)
-
-
-@pytest.fixture
-def fit_calls(monkeypatch) -> list:
-    """Counts the trainings train_model starts."""
-    calls = []
-    real_fit = experiments.fit
-
-    def counting_fit(*args, **kwargs):
-        calls.append(1)
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(experiments, "fit", counting_fit)
-    return calls
-
-
-@contextlib.contextmanager
-def no_cache_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CacheWarning)
-        yield
-
-
-def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+pytestmark = pytest.mark.usefixtures("cache_folder")
 
 
 def one_line(text: str) -> bool:

@@ -13,6 +13,8 @@ from labkd.models import (
     serialized_size,
 )
 
+from support import same_weights
+
 #: Per-example feature shapes for 28x28 inputs, as the docstrings describe them: MLP layers are
 #: vectors; CNNs pool after a third and two thirds of the layers; ResNet stages halve the map.
 EXPECTED_FEATURES = {
@@ -31,11 +33,6 @@ EXPECTED_FEATURES = {
 
 def images(n: int = 3, shape=(1, 28, 28), seed: int = 0) -> torch.Tensor:
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
-
-
-def same_weights(a: nn.Module, b: nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def linear_shapes(model: nn.Module) -> list[tuple[int, int]]:

@@ -15,18 +15,12 @@ from torch import nn
 
 from labkd import cache, experiments, objectives, train, zoo
 from labkd.cache import CacheWarning
-from labkd.data import load_data
 from labkd.experiments import config_key, train_model
 from labkd.models import build_model
 from labkd.objectives import OBJECTIVES, Objective, Step
 from labkd.train import TrainConfig, fit
 
 COURSE = ("cross_entropy", "distillation", "soft_target", "logit_matching", "hint", "feature_kd")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits", val_size=200)
 
 
 @pytest.fixture(autouse=True)

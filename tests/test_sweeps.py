@@ -11,17 +11,12 @@ import math
 import numpy as np
 import pytest
 
-from labkd import TrainConfig, load_data, sweeps, sweeps_figures, sweeps_findings, train_model
+from labkd import TrainConfig, sweeps, sweeps_figures, sweeps_findings, train_model
 from labkd.train import TrainingDivergedError
 from labkd.models import build_model
 from labkd.sweeps import SweepResult, SweepRow
 
 STUDENTS = {"wide": {"arch": "mlp", "hidden": (32,)}, "narrow": {"arch": "mlp", "hidden": (6,)}}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits", val_size=200)
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from labkd.data import load_data
 from labkd.models import build_model
 from labkd.train import OBJECTIVES, OPTIMIZERS, SCHEDULES, FitResult, TrainConfig, fit
 
 NUMBERS = ("epoch", "loss", "train_acc", "val_acc", "test_acc")  # every history column but the time
 
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits", val_size=200)
 
 
 def mlp(data, seed: int = 0, **options) -> nn.Module:
