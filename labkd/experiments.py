@@ -146,16 +146,7 @@ def train_model(
     model = build_model(arch, data.input_shape, data.num_classes, seed=config.seed, **model_options)
     if init_model is not None:
         model.load_state_dict(init_model.state_dict())
-    key = cache.make_key({
-        "model": model.spec,
-        "data": data.spec,
-        "data_contents": data.fingerprint(),
-        "train": config_key(config),
-        "teacher": None if teacher is None else model_identity(teacher),
-        "teacher_logits": None if teacher_logits is None else cache.tensor_fingerprint(teacher_logits),
-        "init": None if init is None else model_identity(init),
-        **({} if track is None else {"track": track.name}),
-    })
+    key = _key(model, data, config, teacher, teacher_logits, init, track)
     objective = objectives.prepare(config, model, teacher_model, data, teacher_logits)
 
     def load(entry: dict) -> Trained:
@@ -179,6 +170,30 @@ def train_model(
         return Trained(model, result.history, key, result.seconds, False, result.checkpoints, objective), entry
 
     return cached(key, load, train, label or f"{arch} {config.loss} seed={config.seed} on {data.name}", use_cache)
+
+
+def model_key(arch: str, data: Data, config: TrainConfig = TrainConfig(), *, teacher: nn.Module | Trained | None = None,
+              teacher_logits: Tensor | None = None, init: nn.Module | Trained | None = None,
+              track: Tracker | None = None, **model_options) -> str:
+    """The cache key under which :func:`train_model` with the same arguments stores its result
+    (whether it is trained yet: ``cache.path_for(key).exists()``)."""
+    _check_arguments(data, config, teacher, teacher_logits, init)
+    model = build_model(arch, data.input_shape, data.num_classes, seed=config.seed, **model_options)
+    return _key(model, data, config, teacher, teacher_logits, init, track)
+
+
+def _key(model: BlockModel, data: Data, config: TrainConfig, teacher: nn.Module | Trained | None,
+         teacher_logits: Tensor | None, init: nn.Module | Trained | None, track: Tracker | None) -> str:
+    return cache.make_key({
+        "model": model.spec,
+        "data": data.spec,
+        "data_contents": data.fingerprint(),
+        "train": config_key(config),
+        "teacher": None if teacher is None else model_identity(teacher),
+        "teacher_logits": None if teacher_logits is None else cache.tensor_fingerprint(teacher_logits),
+        "init": None if init is None else model_identity(init),
+        **({} if track is None else {"track": track.name}),
+    })
 
 
 def load_states(states: dict[nn.Module, dict[str, Tensor]]) -> None:

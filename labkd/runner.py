@@ -29,6 +29,17 @@ from labkd.widgets import STATIC_PANEL_MIMETYPE
 
 #: The environment variable a notebook reads to know where to write its key results.
 RESULTS_ENV = "LABKD_RESULTS_FILE"
+#: The environment variable that says how many processes may train a notebook's runs at once
+#: (``labkd.parallel.WORKERS_ENV``, named here so that the runner need not import torch).
+WORKERS_ENV = "LABKD_WORKERS"
+
+
+def training_workers(jobs: int, fast: bool, cores: int | None = None) -> int:
+    """Training processes per notebook when ``jobs`` notebooks run at once: the machine's cores
+    shared out among them in full mode; 1 in fast mode (starting a process costs more than the
+    tiny runs it would share). ``LABKD_WORKERS``, when set, wins (see :func:`run_notebook`)."""
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    return 1 if fast else max(1, cores // max(1, jobs))
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 STATUS_OK = "ok"
@@ -203,11 +214,12 @@ def run_notebooks(
     merged = {"fast": bool(fast), "solutions": bool(solutions), **dict(parameters or {})}
     paths = [Path(p) for p in paths]
     bar = tqdm(total=len(paths), desc="notebooks", unit="nb", disable=not progress)
+    workers = training_workers(min(jobs, len(paths)), merged["fast"])
     if jobs == 1 or len(paths) <= 1:
         results = []
         for path in paths:
             bar.set_postfix_str(path.stem)
-            result = run_notebook(path, output_dir, merged, kernel_name, timeout, html)
+            result = run_notebook(path, output_dir, merged, kernel_name, timeout, html, workers)
             results.append(result)
             bar.update(1)
             if progress:
@@ -222,7 +234,7 @@ def run_notebooks(
     done: dict[int, RunResult] = {}
     with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=context,
                                                 initializer=_one_thread_per_kernel) as pool:
-        futures = {pool.submit(run_notebook, path, output_dir, merged, kernel_name, timeout, html): i
+        futures = {pool.submit(run_notebook, path, output_dir, merged, kernel_name, timeout, html, workers): i
                    for i, path in enumerate(paths)}
         for future in concurrent.futures.as_completed(futures):
             i = futures[future]
@@ -255,9 +267,11 @@ def run_notebook(
     kernel_name: str = "python3",
     timeout: float | None = None,
     html: bool = True,
+    workers: int = 1,
 ) -> RunResult:
     """Execute one notebook into ``output_dir`` and write its HTML (unless ``html=False``);
-    never raises for cell errors."""
+    never raises for cell errors. ``workers``: the kernel's ``LABKD_WORKERS`` (training processes,
+    :mod:`labkd.parallel`) unless the caller's environment already sets it."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -278,6 +292,9 @@ def run_notebook(
     start = time.perf_counter()
     previous = os.environ.get(RESULTS_ENV)
     os.environ[RESULTS_ENV] = str(results_file)
+    own_workers = WORKERS_ENV not in os.environ
+    if own_workers:
+        os.environ[WORKERS_ENV] = str(workers)
     try:
         papermill.execute_notebook(
             str(path), str(partial), parameters=dict(parameters or {}), kernel_name=kernel_name,
@@ -296,6 +313,8 @@ def run_notebook(
             os.environ.pop(RESULTS_ENV, None)
         else:
             os.environ[RESULTS_ENV] = previous
+        if own_workers:
+            os.environ.pop(WORKERS_ENV, None)
         result.duration = time.perf_counter() - start
 
     if partial.is_file():

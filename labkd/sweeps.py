@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor, nn
 
-from labkd import cache, checks, losses, plots
+from labkd import cache, checks, losses, parallel, plots
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
 from labkd.metrics import predict_logits
@@ -331,6 +331,22 @@ def cell_config(base_config: TrainConfig, temperature: float, alpha: float, seed
     return base_config.replace(loss="distillation", temperature=temperature, alpha=alpha, seed=seed)
 
 
+def _cell(name: str, base_config: TrainConfig, t: float | None, a: float, seed: int) -> tuple[TrainConfig, str]:
+    """A grid cell's recipe and cache label (``t=None``: the labels-only baseline)."""
+    if t is None:
+        return baseline_config(base_config, seed), f"sweep {name} labels only seed={seed}"
+    config = cell_config(base_config, t, a, seed)
+    return config, f"sweep {name} T={t:g} alpha={a:g} t2={config.scale_by_t2} seed={seed}"
+
+
+def _grid_run(name: str, spec: Mapping, base_config: TrainConfig, t: float | None, a: float, seed: int) -> parallel.Run:
+    """A grid cell as a :class:`labkd.parallel.Run`."""
+    options = dict(spec)
+    arch = options.pop("arch")
+    config, label = _cell(name, base_config, t, a, seed)
+    return parallel.Run(arch, config, with_teacher=t is not None, label=label, **options)
+
+
 def run_grid(
     data: Data,
     teacher: Trained | nn.Module,
@@ -344,6 +360,7 @@ def run_grid(
     progress: bool | None = None,
     on_cell: Callable[[int, int, SweepRow], None] | None = None,
     use_cache: bool = True,
+    workers: int | None = None,
 ) -> SweepResult:
     """Distil every student at every (temperature, alpha, seed), plus the labels-only baseline.
 
@@ -361,6 +378,8 @@ def run_grid(
         baseline: also train the labels-only student for each student and seed.
         progress: one progress bar over the cells (default: on unless ``LABKD_PROGRESS=0``).
         on_cell: called as ``on_cell(done, total, row)`` after each cell (widgets' progress bars).
+        workers: train the cells not in the cache yet in this many processes first (default
+            ``LABKD_WORKERS``, else 1; see :mod:`labkd.parallel`); the same weights either way.
     Returns a :class:`SweepResult`. Invalid inputs raise before any training.
     """
     specs = _check_students(students)
@@ -387,6 +406,9 @@ def run_grid(
                 jobs.append((name, None, 0.0, seed))
             jobs += [(name, t, a, seed) for a in distil_alphas for t in temps]
 
+    if use_cache:
+        parallel.train_runs(data, [_grid_run(name, specs[name], base_config, t, a, seed) for name, t, a, seed in jobs],
+                            teacher, workers, progress)
     bar = progress_bar(len(jobs), "grid", progress=progress, leave=True)
     rows: list[SweepRow] = []
     inits: dict[tuple[str, int], str] = {}
@@ -397,12 +419,7 @@ def run_grid(
             if (name, seed) not in inits:
                 inits[(name, seed)] = initial_fingerprint(arch, data, seed, **spec)
             bar.set_description(f"{name} " + ("labels only" if t is None else f"T={t:g} α={a:g}") + f" seed {seed}")
-            if t is None:
-                config = baseline_config(base_config, seed)
-                label = f"sweep {name} labels only seed={seed}"
-            else:
-                config = cell_config(base_config, t, a, seed)
-                label = f"sweep {name} T={t:g} alpha={a:g} t2={config.scale_by_t2} seed={seed}"
+            config, label = _cell(name, base_config, t, a, seed)
             start = time.perf_counter()
             try:
                 trained = train_model(arch, data, config, teacher=None if t is None else teacher,

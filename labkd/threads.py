@@ -6,7 +6,8 @@ same seed gave a different standard teacher on 1 and on 2 threads (79 versus 96 
 therefore run under :func:`fixed_threads`, which sets :data:`TRAIN_THREADS` intra-op threads and
 restores the caller's setting afterwards. One thread is also the faster choice for the course's
 small models on a shared 2-core machine (two threads spin-wait for each other); to use both
-cores, run two notebooks at once (``labkd run --jobs 2``).
+cores, run two notebooks at once (``labkd run --jobs 2``) or train a grid's runs in two processes
+(:mod:`labkd.parallel`, ``LABKD_WORKERS=2``; ``labkd run`` sets it), each on one thread.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -99,6 +100,17 @@ def test_notebook_without_results_file_shows_none(tmp_path: Path) -> None:
     stale.write_text('{"old": 1}')
     result = runner.run_notebook(path, tmp_path / "out")
     assert result.ok and result.results is None and not stale.exists()
+
+
+def test_the_kernel_gets_its_training_processes_unless_the_caller_chose(tmp_path: Path, monkeypatch) -> None:
+    cell = ("import json, os\nfrom labkd.results import record\n"
+            "record(workers=os.environ.get('LABKD_WORKERS'))")
+    path = write_notebook(tmp_path / "04_workers.ipynb", [cell], parameters=None)
+    monkeypatch.delenv("LABKD_WORKERS", raising=False)
+    assert runner.run_notebook(path, tmp_path / "out", workers=2).results["workers"] == "2"
+    assert "LABKD_WORKERS" not in os.environ  # put back as it was
+    monkeypatch.setenv("LABKD_WORKERS", "1")
+    assert runner.run_notebook(path, tmp_path / "out", workers=2).results["workers"] == "1"
 
 
 def test_unreadable_results_file_is_reported_in_the_index(tmp_path: Path) -> None:

@@ -1,0 +1,162 @@
+"""Train independent runs in several processes at once, so that a grid of small models uses every core.
+
+Training runs on one thread (:mod:`labkd.threads`: one seed names one model), so a notebook that
+trains its runs one after another keeps one core busy. :func:`train_runs` trains the runs that are
+not in the model cache yet in ``workers`` processes, each on one thread, and stores them in the
+cache; the caller then calls :func:`labkd.experiments.train_model` as usual and loads them. The
+weights are the same bit for bit whatever the number of workers (each run is the same one-thread
+training), so the cache keys do not mention it.
+
+>>> runs = [Run("mlp", config.replace(seed=s), hidden=(800, 800)) for s in (100, 101, 102)]
+>>> train_runs(data, runs, workers=2)                 # two processes, results in the cache
+>>> [train_model("mlp", data, config.replace(seed=s), hidden=(800, 800)) for s in (100, 101, 102)]
+
+The number of workers defaults to the ``LABKD_WORKERS`` environment variable (1 when unset:
+a notebook trains in its own process, as it always did); ``labkd run`` sets it to the machine's
+cores divided by the notebooks it runs at once.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from labkd import cache
+from labkd.data import Data
+from labkd.experiments import Trained, model_key, train_model
+from labkd.progress import progress_bar
+from labkd.train import TrainConfig, TrainingDivergedError
+
+#: The environment variable that sets the default number of training processes.
+WORKERS_ENV = "LABKD_WORKERS"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One :func:`~labkd.experiments.train_model` call: ``arch``, ``config``, the model options
+    (``hidden=...``), whether it learns from the teacher given to :func:`train_runs`, a label."""
+
+    arch: str
+    config: TrainConfig
+    options: Mapping = field(default_factory=dict)
+    with_teacher: bool = False
+    label: str = ""
+
+    def __init__(self, arch: str, config: TrainConfig, *, with_teacher: bool = False, label: str = "",
+                 **options) -> None:
+        if not isinstance(arch, str) or not arch:
+            raise TypeError(f"arch must be an architecture name (a non-empty str), got {arch!r}")
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a labkd.TrainConfig, got {type(config).__name__}")
+        object.__setattr__(self, "arch", arch)
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "options", dict(options))
+        object.__setattr__(self, "with_teacher", bool(with_teacher))
+        object.__setattr__(self, "label", str(label))
+
+
+def check_workers(workers: object) -> int:
+    """``workers`` as a positive int, or a ``ValueError`` that names it."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive whole number of training processes, got {workers!r}")
+    return workers
+
+
+def default_workers() -> int:
+    """Training processes from ``LABKD_WORKERS`` (1 when unset or empty)."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if not value:
+        return 1
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ValueError(f"{WORKERS_ENV} must be a positive whole number of training processes, got {value!r}")
+    return workers
+
+
+def pending(data: Data, runs: Sequence[Run], teacher: nn.Module | Trained | None = None) -> list[Run]:
+    """The runs whose models are not in the cache yet (in order, each once)."""
+    out, seen = [], set()
+    for run in runs:
+        key = model_key(run.arch, data, run.config, teacher=teacher if run.with_teacher else None, **run.options)
+        if key not in seen and not cache.path_for(key).exists():
+            seen.add(key)
+            out.append(run)
+    return out
+
+
+def train_runs(data: Data, runs: Sequence[Run], teacher: nn.Module | Trained | None = None,
+               workers: int | None = None, progress: bool | None = None) -> int:
+    """Train the ``runs`` not yet in the model cache in ``workers`` processes (default
+    :func:`default_workers`) and store them there; return how many were trained here.
+
+    With one worker, or fewer than two runs to train, nothing happens (0): the caller's own
+    ``train_model`` calls train them as usual. A run that diverges is left out of the cache (the
+    caller's call meets the divergence itself and reports it). Any other failure (a run's error,
+    a process that cannot start) stops the workers with a ``RuntimeWarning``: the caller's own
+    calls then train the rest, and raise the run's error where it belongs. A script (not a
+    notebook) that calls this must guard its top level with ``if __name__ == "__main__":``, as
+    every use of spawned processes must.
+    """
+    workers = default_workers() if workers is None else check_workers(workers)
+    if not isinstance(data, Data):
+        raise TypeError(f"data must be a labkd Data (from load_data), got {type(data).__name__}")
+    runs = list(runs)
+    for run in runs:
+        if not isinstance(run, Run):
+            raise TypeError(f"runs must hold labkd.parallel.Run items, got {type(run).__name__}")
+        if run.with_teacher and teacher is None:
+            raise ValueError(f"run {run.label or run.arch!r} learns from the teacher, but teacher is None")
+    todo = pending(data, runs, teacher)
+    if workers == 1 or len(todo) < 2:
+        return 0
+    cache.check_writable()
+    import multiprocessing
+
+    teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
+    context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
+    bar = progress_bar(len(todo), f"training in {min(workers, len(todo))} processes", progress=progress, leave=False)
+    trained = 0
+    try:
+        with context.Pool(min(workers, len(todo)), initializer=_start_worker, initargs=(data, teacher_model)) as pool:
+            for outcome in pool.imap_unordered(_train, todo):
+                trained += outcome == "trained"
+                bar.update(1)
+            pool.close()
+            pool.join()
+    except Exception as error:  # noqa: BLE001  (the caller's own calls train what is missing, or raise)
+        warnings.warn(f"training in {workers} processes stopped ({type(error).__name__}: {error}); the "
+                      f"{len(todo) - trained} runs left train in this process instead", RuntimeWarning, stacklevel=2)
+    finally:
+        bar.close()
+    return trained
+
+
+_DATA: Data | None = None
+_TEACHER: nn.Module | None = None
+
+
+def _start_worker(data: Data, teacher: nn.Module | None) -> None:
+    """A worker process's set-up: one thread, the shared data and teacher, no progress bars."""
+    global _DATA, _TEACHER
+    torch.set_num_threads(1)
+    os.environ["LABKD_PROGRESS"] = "0"
+    _DATA, _TEACHER = data, teacher
+
+
+def _train(run: Run) -> str:
+    """Train one run in a worker: ``"trained"``, ``"cached"`` (another process made it meanwhile)
+    or ``"diverged"``."""
+    try:
+        result = train_model(run.arch, _DATA, run.config, teacher=_TEACHER if run.with_teacher else None,
+                             progress=False, label=run.label, **run.options)
+    except TrainingDivergedError:
+        return "diverged"
+    return "cached" if result.cached else "trained"
