@@ -26,15 +26,15 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from labkd import metrics, stats
+from labkd import metrics, parallel, stats
 from labkd.checks import check_hidden, check_positive_int, check_seeds
 from labkd.data import Data
-from labkd.experiments import Trained, train_model
+from labkd.experiments import Trained
 from labkd.losses import check_temperature
 from labkd.progress import RunProgress
 from labkd.teacher_studies import (
     BASELINE, TEMPERATURE, check_config, choose, claim_from_rows,
-    entropy_bits, mlp_name, student_row, summarize,
+    PlannedStudent, entropy_bits, mlp_name, summarize, train_students,
 )
 from labkd.recipes import Recipes
 from labkd.train import TrainConfig
@@ -103,14 +103,16 @@ def train_schedule_teachers(
     seeds = check_seeds(seeds)
     check_config(config, "config", loss="cross_entropy")
     lengths = check_schedules(schedules, config.epochs)
-    runs = RunProgress(len(lengths) * len(seeds), "teachers", progress, on_run)
+    planned = {(e, seed): parallel.Run(
+        "mlp", config.replace(seed=seed) if e == config.epochs else config.replace(seed=seed, epochs=e, eval_every=e),
+        hidden=hidden, label=f"teacher {mlp_name(hidden, data)} {e}-epoch schedule seed={seed} on {data.name}")
+        for seed in seeds for e in lengths}
+    parallel.train_runs(data, list(planned.values()), progress=progress)
+    runs = RunProgress(len(planned), "teachers", progress, on_run)
     out = {}
-    for seed in seeds:
-        for e in lengths:
-            cfg = config.replace(seed=seed) if e == config.epochs else config.replace(seed=seed, epochs=e, eval_every=e)
-            out[(e, seed)] = train_model("mlp", data, cfg, hidden=hidden, progress=False,
-                                         label=f"teacher {mlp_name(hidden, data)} {e}-epoch schedule seed={seed} on {data.name}")
-            runs.step(f"{e} epochs, seed {seed}")
+    for (e, seed), run in planned.items():
+        out[(e, seed)] = run.train(data)
+        runs.step(f"{e} epochs, seed {seed}")
     runs.close()
     return out
 
@@ -186,19 +188,14 @@ def distil_from_schedules(
     for seed in seeds:
         for e in lengths:
             _teacher(teachers, e, seed)
-    runs = RunProgress(len(seeds) * (len(lengths) + int(baseline)), "students", progress, on_run)
-    rows = []
+    plan: list[PlannedStudent] = []
     for seed in seeds:
         kd = config.replace(seed=seed)
         if baseline:
-            rows.append(student_row(data, student, kd, None, extra={"teacher_epochs": None}))
-            runs.step(f"labels only, seed {seed}")
-        for e in lengths:
-            rows.append(student_row(data, student, kd, _teacher(teachers, e, seed), f"{e}-epoch teacher",
-                                    extra={"teacher_epochs": e}))
-            runs.step(f"from the {e}-epoch teacher, seed {seed}")
-    runs.close()
-    return rows
+            plan.append(PlannedStudent(student, kd, None, None, {"teacher_epochs": None}, f"labels only, seed {seed}"))
+        plan += [PlannedStudent(student, kd, _teacher(teachers, e, seed), f"{e}-epoch teacher", {"teacher_epochs": e},
+                                f"from the {e}-epoch teacher, seed {seed}") for e in lengths]
+    return train_students(data, plan, "students", progress, on_run)
 
 
 def best_schedule(rows: Sequence[Mapping]) -> int:
@@ -264,22 +261,17 @@ def eskd_runs(
     missing = [s for s in seeds if s not in teachers]
     if missing:
         raise KeyError(f"no teacher for seed(s) {missing}; teachers has seeds {sorted(teachers)}")
-    runs = RunProgress(len(seeds) * (1 + len(stops) + int(baseline)), "ESKD runs", progress, on_run)
-    rows = []
+    plan: list[PlannedStudent] = []
     for seed in seeds:
         kd = config.replace(seed=seed)
         if baseline:
-            rows.append(student_row(data, student, kd, None, extra={"stop_epoch": None, "arm": BASELINE}))
-            runs.step(f"labels only, seed {seed}")
-        rows.append(student_row(data, student, kd, teachers[seed], "teacher",
-                                extra={"stop_epoch": None, "arm": KD_THROUGHOUT}))
-        runs.step(f"KD throughout, seed {seed}")
-        for k in stops:
-            rows.append(student_row(data, student, kd.replace(kd_epochs=k), teachers[seed], "teacher",
-                                    extra={"stop_epoch": k, "arm": f"ESKD k={k}"}))
-            runs.step(f"ESKD k={k}, seed {seed}")
-    runs.close()
-    return rows
+            plan.append(PlannedStudent(student, kd, None, None, {"stop_epoch": None, "arm": BASELINE},
+                                       f"labels only, seed {seed}"))
+        plan.append(PlannedStudent(student, kd, teachers[seed], "teacher", {"stop_epoch": None, "arm": KD_THROUGHOUT},
+                                   f"KD throughout, seed {seed}"))
+        plan += [PlannedStudent(student, kd.replace(kd_epochs=k), teachers[seed], "teacher",
+                                {"stop_epoch": k, "arm": f"ESKD k={k}"}, f"ESKD k={k}, seed {seed}") for k in stops]
+    return train_students(data, plan, "ESKD runs", progress, on_run)
 
 
 def best_stop(rows: Sequence[Mapping]) -> int:

@@ -24,15 +24,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from labkd import metrics, stats
+from labkd import metrics, parallel, stats
 from labkd.checks import Hidden, check_hidden, check_seeds
 from labkd.data import Data
-from labkd.experiments import Trained, train_model
+from labkd.experiments import Trained
 from labkd.losses import check_alpha, check_temperature
 from labkd.progress import RunProgress
 from labkd.teacher_studies import (
     BASELINE, TEMPERATURE, _check_hidden_list, check_config, choose,
-    claim_from_rows, entropy_bits, input_size, mlp_name, mlp_num_parameters, student_row, summarize
+    PlannedStudent, claim_from_rows, entropy_bits, input_size, mlp_name, mlp_num_parameters, summarize, train_students
 )
 from labkd.recipes import Recipes
 from labkd.train import TrainConfig
@@ -143,21 +143,23 @@ def train_teacher_family(
     check_config(config, "config", loss="cross_entropy")
     t = check_temperature(temperature)
     family = TeacherFamily(data)
-    runs = RunProgress(len(hiddens) * len(seeds), "teachers", progress, on_run)
-    for seed in seeds:
-        for hidden in hiddens:
-            name = mlp_name(hidden, data)
-            trained = train_model("mlp", data, config.replace(seed=seed), hidden=hidden, progress=False,
-                                  label=f"teacher {name} seed={seed} on {data.name}")
-            family.teachers[(hidden, seed)] = trained
-            family.rows.append({
-                "teacher": name, "hidden": hidden, "params": mlp_num_parameters(input_size(data), hidden, data.num_classes),
-                "seed": seed, "test_acc": trained.final("test_acc"), "val_acc": trained.final("val_acc"),
-                "train_acc": trained.final("train_acc"),
-                "entropy_bits": entropy_bits(metrics.predict_logits(trained.model, data.train.x), t),
-                "seconds": trained.seconds,
-            })
-            runs.step(f"{name} seed {seed}")
+    planned = [(seed, hidden, parallel.Run("mlp", config.replace(seed=seed), hidden=hidden,
+                                           label=f"teacher {mlp_name(hidden, data)} seed={seed} on {data.name}"))
+               for seed in seeds for hidden in hiddens]
+    parallel.train_runs(data, [run for _, _, run in planned], progress=progress)
+    runs = RunProgress(len(planned), "teachers", progress, on_run)
+    for seed, hidden, run in planned:
+        name = mlp_name(hidden, data)
+        trained = run.train(data)
+        family.teachers[(hidden, seed)] = trained
+        family.rows.append({
+            "teacher": name, "hidden": hidden, "params": mlp_num_parameters(input_size(data), hidden, data.num_classes),
+            "seed": seed, "test_acc": trained.final("test_acc"), "val_acc": trained.final("val_acc"),
+            "train_acc": trained.final("train_acc"),
+            "entropy_bits": entropy_bits(metrics.predict_logits(trained.model, data.train.x), t),
+            "seconds": trained.seconds,
+        })
+        runs.step(f"{name} seed {seed}")
     runs.close()
     return family
 
@@ -219,25 +221,21 @@ def distil_grid(
             family.get(hidden, seed)  # fail before any training if a teacher is missing
     per_teacher = _settings_per_teacher([(config.temperature, config.alpha)] if settings is None else settings,
                                         [family.name(h) for h in teachers])
-    n_runs = len(students) * len(seeds) * (sum(len(v) for v in per_teacher.values()) + int(baseline))
-    runs = RunProgress(n_runs, "students", progress, on_run)
-    rows: list[dict] = []
+    plan: list[PlannedStudent] = []
     for seed in seeds:
         for student in students:
             if baseline:
-                rows.append(student_row(data, student, config.replace(seed=seed), None,
-                                        extra={"teacher_hidden": None, "teacher_params": None, "teacher_acc": None}))
-                runs.step(f"{mlp_name(student, data)} labels only, seed {seed}")
+                plan.append(PlannedStudent(student, config.replace(seed=seed), None, None,
+                                           {"teacher_hidden": None, "teacher_params": None, "teacher_acc": None},
+                                           f"{mlp_name(student, data)} labels only, seed {seed}"))
             for hidden in teachers:
                 teacher, name = family.get(hidden, seed), family.name(hidden)
-                for t, a in per_teacher[name]:
-                    rows.append(student_row(
-                        data, student, config.replace(seed=seed, temperature=t, alpha=a), teacher, name,
-                        extra={"teacher_hidden": hidden, "teacher_acc": teacher.final("test_acc"),
-                               "teacher_params": mlp_num_parameters(input_size(data), hidden, data.num_classes)}))
-                    runs.step(f"{mlp_name(student, data)} from {name} at T={t:g}, alpha={a:g}, seed {seed}")
-    runs.close()
-    return rows
+                extra = {"teacher_hidden": hidden, "teacher_acc": teacher.final("test_acc"),
+                         "teacher_params": mlp_num_parameters(input_size(data), hidden, data.num_classes)}
+                plan += [PlannedStudent(student, config.replace(seed=seed, temperature=t, alpha=a), teacher, name, extra,
+                                        f"{mlp_name(student, data)} from {name} at T={t:g}, alpha={a:g}, seed {seed}")
+                         for t, a in per_teacher[name]]
+    return train_students(data, plan, "students", progress, on_run)
 
 
 def best_settings(rows: Sequence[Mapping], student: str | None = None) -> dict[str, tuple[float, float]]:
@@ -358,34 +356,38 @@ def assistant_grid(
     for seed in seeds:
         family.get(teacher_hidden, seed)  # fail before any training if a teacher is missing
     tname = family.name(teacher_hidden)
-    n_runs = len(seeds) * (len(direct) + len(assistants) * len(to_assistant) * (1 + len(to_student)))
-    runs = RunProgress(n_runs, "teacher-assistant runs", progress, on_run)
-    rows: list[dict] = []
+    # first the assistants (several processes if LABKD_WORKERS says so), then every student
+    steps = [(seed, hidden, ta_t, ta_a) for seed in seeds for hidden in assistants for ta_t, ta_a in to_assistant]
+    ta_runs = [parallel.Run("mlp", config.replace(seed=seed, temperature=ta_t, alpha=ta_a),
+                            teacher=family.get(teacher_hidden, seed), hidden=hidden,
+                            label=f"assistant {mlp_name(hidden, data)} from {tname} seed={seed}")
+               for seed, hidden, ta_t, ta_a in steps]
+    parallel.train_runs(data, ta_runs, progress=progress)
+    runs = RunProgress(len(ta_runs), "assistants", progress, on_run)
+    trained_assistants = {}
+    for step, run in zip(steps, ta_runs, strict=True):
+        trained_assistants[step] = run.train(data)
+        runs.step(f"assistant {mlp_name(step[1], data)} at T={step[2]:g}, alpha={step[3]:g}, seed {step[0]}")
+    runs.close()
+    plan: list[PlannedStudent] = []
     for seed in seeds:
         teacher = family.get(teacher_hidden, seed)
-        for t, a in direct:
-            rows.append(student_row(data, student, config.replace(seed=seed, temperature=t, alpha=a), teacher, tname,
-                                    extra={"route": "direct", "assistant": None, "assistant_hidden": None,
-                                           "assistant_acc": None, "assistant_temperature": None,
-                                           "assistant_alpha": None, "assistant_bits": None}))
-            runs.step(f"direct at T={t:g}, alpha={a:g}, seed {seed}")
+        plan += [PlannedStudent(student, config.replace(seed=seed, temperature=t, alpha=a), teacher, tname,
+                                {"route": "direct", "assistant": None, "assistant_hidden": None, "assistant_acc": None,
+                                 "assistant_temperature": None, "assistant_alpha": None, "assistant_bits": None},
+                                f"direct at T={t:g}, alpha={a:g}, seed {seed}") for t, a in direct]
         for hidden in assistants:
             ta_name = mlp_name(hidden, data)
             for ta_t, ta_a in to_assistant:
-                assistant = train_model("mlp", data, config.replace(seed=seed, temperature=ta_t, alpha=ta_a),
-                                        teacher=teacher, hidden=hidden, progress=False,
-                                        label=f"assistant {ta_name} from {tname} seed={seed}")
-                bits = entropy_bits(metrics.predict_logits(assistant.model, data.train.x), TEMPERATURE)
-                runs.step(f"assistant {ta_name} at T={ta_t:g}, alpha={ta_a:g}, seed {seed}")
-                for t, a in to_student:
-                    rows.append(student_row(
-                        data, student, config.replace(seed=seed, temperature=t, alpha=a), assistant, f"TA {ta_name}",
-                        extra={"route": f"via TA {ta_name}", "assistant": ta_name, "assistant_hidden": hidden,
-                               "assistant_acc": assistant.final("test_acc"), "assistant_seconds": assistant.seconds,
-                               "assistant_temperature": ta_t, "assistant_alpha": ta_a, "assistant_bits": bits}))
-                    runs.step(f"student via {ta_name} at T={t:g}, alpha={a:g}, seed {seed}")
-    runs.close()
-    return rows
+                assistant = trained_assistants[(seed, hidden, ta_t, ta_a)]
+                extra = {"route": f"via TA {ta_name}", "assistant": ta_name, "assistant_hidden": hidden,
+                         "assistant_acc": assistant.final("test_acc"), "assistant_seconds": assistant.seconds,
+                         "assistant_temperature": ta_t, "assistant_alpha": ta_a,
+                         "assistant_bits": entropy_bits(metrics.predict_logits(assistant.model, data.train.x), TEMPERATURE)}
+                plan += [PlannedStudent(student, config.replace(seed=seed, temperature=t, alpha=a), assistant,
+                                        f"TA {ta_name}", extra, f"student via {ta_name} at T={t:g}, alpha={a:g}, seed {seed}")
+                         for t, a in to_student]
+    return train_students(data, plan, "teacher-assistant students", progress, on_run)
 
 
 @dataclass(frozen=True)

@@ -18,21 +18,23 @@ All students here are MLPs; a student with ``hidden=(30, 30)`` on MNIST is "784-
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 from torch import Tensor
 
-from labkd import metrics, stats
+from labkd import metrics, parallel, stats
 from labkd.checks import Hidden, check_config, check_hidden, check_positive_int, check_seeds, mlp_name
 from labkd.data import Data
-from labkd.experiments import Trained, train_model
+from labkd.experiments import Trained
 from labkd.models import rebuild
+from labkd.progress import RunProgress
 from labkd.train import TrainConfig
 
 __all__ = ["BASELINE", "COLOURS", "DEV_SEEDS", "TEMPERATURE", "check_config", "check_dev_and_fresh", "choose", "claim_from_rows",
            "compare", "entropy_bits", "findings_table", "first_layer_norm", "input_size", "mlp_hidden", "mlp_name",
-           "mlp_num_parameters", "pivot", "same_start", "student_row", "training_seconds", "summarize", "table", "transfer_set"]
+           "mlp_num_parameters", "pivot", "PlannedStudent", "same_start", "student_row", "student_run", "train_students", "training_seconds", "summarize", "table", "transfer_set"]
 
 #: Seeds on which lessons 04-05 choose their regime (on the validation split); claims are then
 #: confirmed on fresh seeds ``100 + seed ...`` (:func:`labkd.stats.fresh_seeds`).
@@ -110,6 +112,45 @@ def entropy_bits(logits: Tensor, temperature: float = 1.0) -> float:
     return float(metrics.predictive_entropy(logits, temperature).mean()) / math.log(2)
 
 
+def student_run(data: Data, student: Sequence[int], config: TrainConfig, teacher: Trained | None,
+                teacher_name: str | None = None) -> parallel.Run:
+    """The cached training run behind :func:`student_row` (labels only when ``teacher`` is None)."""
+    student = check_hidden(student, "student")
+    if teacher is None:
+        config = config.replace(loss="cross_entropy", kd_epochs=None)
+    tname = BASELINE if teacher is None else teacher_name or "teacher"
+    return parallel.Run("mlp", config, teacher=teacher, label=f"{mlp_name(student, data)} from {tname} seed={config.seed}",
+                        hidden=student)
+
+
+@dataclass(frozen=True)
+class PlannedStudent:
+    """One student of a study, planned before any training: :func:`student_row`'s arguments and
+    the label its progress step shows."""
+
+    student: Hidden
+    config: TrainConfig
+    teacher: Trained | None
+    teacher_name: str | None = None
+    extra: Mapping = field(default_factory=dict)
+    step: str = ""
+
+
+def train_students(data: Data, plan: Sequence[PlannedStudent], desc: str = "students", progress: bool | None = None,
+                   on_run: Callable[[int, int], None] | None = None) -> list[dict]:
+    """The rows of ``plan``'s students (:func:`student_row`), in order. The ones not in the cache
+    yet are trained first in ``LABKD_WORKERS`` processes (:mod:`labkd.parallel`; the same weights)."""
+    parallel.train_runs(data, [student_run(data, p.student, p.config, p.teacher, p.teacher_name) for p in plan],
+                        progress=progress)
+    runs = RunProgress(len(plan), desc, progress, on_run)
+    rows = []
+    for p in plan:
+        rows.append(student_row(data, p.student, p.config, p.teacher, p.teacher_name, p.extra))
+        runs.step(p.step)
+    runs.close()
+    return rows
+
+
 def student_row(data: Data, student: Sequence[int], config: TrainConfig, teacher: Trained | None,
                 teacher_name: str | None = None, extra: Mapping | None = None) -> dict:
     """Train (cached) one MLP student with ``config`` (labels only when ``teacher`` is None) and
@@ -119,13 +160,10 @@ def student_row(data: Data, student: Sequence[int], config: TrainConfig, teacher
     and for a distilled student ``kl_transfer``: KL(teacher || student) at the distillation
     temperature on the transfer set (how closely it mimics its teacher where it was taught),
     in nats. ``extra`` columns are added; the trained model is kept under ``_trained``."""
-    student = check_hidden(student, "student")
-    name = mlp_name(student, data)
-    if teacher is None:
-        config = config.replace(loss="cross_entropy", kd_epochs=None)
+    run = student_run(data, student, config, teacher, teacher_name)
+    name, config = mlp_name(run.options["hidden"], data), run.config
     tname = BASELINE if teacher is None else teacher_name or "teacher"
-    trained = train_model("mlp", data, config, teacher=teacher, hidden=student, progress=False,
-                          label=f"{name} from {tname} seed={config.seed}")
+    trained = run.train(data)
     row = _Row({
         "student": name, "teacher": tname, "seed": config.seed,
         "temperature": None if teacher is None else config.temperature, "alpha": None if teacher is None else config.alpha,

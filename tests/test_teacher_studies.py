@@ -370,3 +370,16 @@ def test_training_seconds_adds_rows_assistants_and_teachers(family):
     assert ts.training_seconds(rows) == pytest.approx(4.0)
     teacher = family.get(TEACHERS[0], 0)
     assert ts.training_seconds(rows, [teacher]) == pytest.approx(4.0 + teacher.seconds)
+
+
+def test_studies_trained_in_two_processes_give_the_rows_of_one(data, family, tmp_path, monkeypatch):
+    # assistants first, then every student: each phase in two processes (labkd.parallel), same weights
+    def comparable(rows):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "assistant_seconds", "cached", "_trained")} for r in rows]
+
+    one = tsz.teacher_assistant(data, family, STUDENT, [(32, 32)], KD, progress=False)
+    monkeypatch.setenv("LABKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LABKD_WORKERS", "2")
+    two = tsz.teacher_assistant(data, family, STUDENT, [(32, 32)], KD, progress=False)
+    assert all(r["cached"] for r in two)  # trained by the workers, loaded here
+    assert comparable(two) == comparable(one)
