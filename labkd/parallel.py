@@ -7,9 +7,9 @@ cache; the caller then calls :func:`labkd.experiments.train_model` as usual and 
 weights are the same bit for bit whatever the number of workers (each run is the same one-thread
 training), so the cache keys do not mention it.
 
->>> runs = [Run("mlp", config.replace(seed=s), hidden=(800, 800)) for s in (100, 101, 102)]
+>>> runs = [Run("mlp", config.replace(seed=s), teacher=teacher, hidden=(800, 800)) for s in (100, 101, 102)]
 >>> train_runs(data, runs, workers=2)                 # two processes, results in the cache
->>> [train_model("mlp", data, config.replace(seed=s), hidden=(800, 800)) for s in (100, 101, 102)]
+>>> students = [run.train(data) for run in runs]      # loaded from the cache
 
 The number of workers defaults to the ``LABKD_WORKERS`` environment variable (1 when unset:
 a notebook trains in its own process, as it always did); ``labkd run`` sets it to the machine's
@@ -38,26 +38,39 @@ WORKERS_ENV = "LABKD_WORKERS"
 
 @dataclass(frozen=True)
 class Run:
-    """One :func:`~labkd.experiments.train_model` call: ``arch``, ``config``, the model options
-    (``hidden=...``), whether it learns from the teacher given to :func:`train_runs`, a label."""
+    """One :func:`~labkd.experiments.train_model` call: ``arch``, ``config``, the teacher it learns
+    from (``None``: labels only; a ``Trained`` is kept as its model, which carries its cache key),
+    a label for the cache, and the model options (``hidden=...``)."""
 
     arch: str
     config: TrainConfig
-    options: Mapping = field(default_factory=dict)
-    with_teacher: bool = False
+    teacher: nn.Module | None = None
     label: str = ""
+    options: Mapping = field(default_factory=dict)
 
-    def __init__(self, arch: str, config: TrainConfig, *, with_teacher: bool = False, label: str = "",
-                 **options) -> None:
+    def __init__(self, arch: str, config: TrainConfig, *, teacher: nn.Module | Trained | None = None,
+                 label: str = "", **options) -> None:
         if not isinstance(arch, str) or not arch:
             raise TypeError(f"arch must be an architecture name (a non-empty str), got {arch!r}")
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a labkd.TrainConfig, got {type(config).__name__}")
+        if teacher is not None and not isinstance(teacher, (nn.Module, Trained)):
+            raise TypeError(f"teacher must be a trained model (labkd Trained or nn.Module) or None, "
+                            f"got {type(teacher).__name__}")
         object.__setattr__(self, "arch", arch)
         object.__setattr__(self, "config", config)
-        object.__setattr__(self, "options", dict(options))
-        object.__setattr__(self, "with_teacher", bool(with_teacher))
+        object.__setattr__(self, "teacher", teacher.model if isinstance(teacher, Trained) else teacher)
         object.__setattr__(self, "label", str(label))
+        object.__setattr__(self, "options", dict(options))
+
+    def key(self, data: Data) -> str:
+        """The cache key of this run's model on ``data``."""
+        return model_key(self.arch, data, self.config, teacher=self.teacher, **self.options)
+
+    def train(self, data: Data) -> Trained:
+        """Train it here (or load it from the cache)."""
+        return train_model(self.arch, data, self.config, teacher=self.teacher, progress=False, label=self.label,
+                           **self.options)
 
 
 def check_workers(workers: object) -> int:
@@ -81,19 +94,18 @@ def default_workers() -> int:
     return workers
 
 
-def pending(data: Data, runs: Sequence[Run], teacher: nn.Module | Trained | None = None) -> list[Run]:
+def pending(data: Data, runs: Sequence[Run]) -> list[Run]:
     """The runs whose models are not in the cache yet (in order, each once)."""
     out, seen = [], set()
     for run in runs:
-        key = model_key(run.arch, data, run.config, teacher=teacher if run.with_teacher else None, **run.options)
+        key = run.key(data)
         if key not in seen and not cache.path_for(key).exists():
             seen.add(key)
             out.append(run)
     return out
 
 
-def train_runs(data: Data, runs: Sequence[Run], teacher: nn.Module | Trained | None = None,
-               workers: int | None = None, progress: bool | None = None) -> int:
+def train_runs(data: Data, runs: Sequence[Run], workers: int | None = None, progress: bool | None = None) -> int:
     """Train the ``runs`` not yet in the model cache in ``workers`` processes (default
     :func:`default_workers`) and store them there; return how many were trained here.
 
@@ -112,20 +124,17 @@ def train_runs(data: Data, runs: Sequence[Run], teacher: nn.Module | Trained | N
     for run in runs:
         if not isinstance(run, Run):
             raise TypeError(f"runs must hold labkd.parallel.Run items, got {type(run).__name__}")
-        if run.with_teacher and teacher is None:
-            raise ValueError(f"run {run.label or run.arch!r} learns from the teacher, but teacher is None")
-    todo = pending(data, runs, teacher)
+    todo = pending(data, runs)
     if workers == 1 or len(todo) < 2:
         return 0
     cache.check_writable()
     import multiprocessing
 
-    teacher_model = teacher.model if isinstance(teacher, Trained) else teacher
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
     bar = progress_bar(len(todo), f"training in {min(workers, len(todo))} processes", progress=progress, leave=False)
     trained = 0
     try:
-        with context.Pool(min(workers, len(todo)), initializer=_start_worker, initargs=(data, teacher_model)) as pool:
+        with context.Pool(min(workers, len(todo)), initializer=_start_worker, initargs=(data,)) as pool:
             for outcome in pool.imap_unordered(_train, todo):
                 trained += outcome == "trained"
                 bar.update(1)
@@ -140,23 +149,21 @@ def train_runs(data: Data, runs: Sequence[Run], teacher: nn.Module | Trained | N
 
 
 _DATA: Data | None = None
-_TEACHER: nn.Module | None = None
 
 
-def _start_worker(data: Data, teacher: nn.Module | None) -> None:
-    """A worker process's set-up: one thread, the shared data and teacher, no progress bars."""
-    global _DATA, _TEACHER
+def _start_worker(data: Data) -> None:
+    """A worker process's set-up: one thread, the shared data, no progress bars."""
+    global _DATA
     torch.set_num_threads(1)
     os.environ["LABKD_PROGRESS"] = "0"
-    _DATA, _TEACHER = data, teacher
+    _DATA = data
 
 
 def _train(run: Run) -> str:
     """Train one run in a worker: ``"trained"``, ``"cached"`` (another process made it meanwhile)
     or ``"diverged"``."""
     try:
-        result = train_model(run.arch, _DATA, run.config, teacher=_TEACHER if run.with_teacher else None,
-                             progress=False, label=run.label, **run.options)
+        result = run.train(_DATA)
     except TrainingDivergedError:
         return "diverged"
     return "cached" if result.cached else "trained"

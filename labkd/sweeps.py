@@ -339,12 +339,13 @@ def _cell(name: str, base_config: TrainConfig, t: float | None, a: float, seed: 
     return config, f"sweep {name} T={t:g} alpha={a:g} t2={config.scale_by_t2} seed={seed}"
 
 
-def _grid_run(name: str, spec: Mapping, base_config: TrainConfig, t: float | None, a: float, seed: int) -> parallel.Run:
+def _grid_run(name: str, spec: Mapping, base_config: TrainConfig, teacher: Trained | nn.Module, t: float | None,
+              a: float, seed: int) -> parallel.Run:
     """A grid cell as a :class:`labkd.parallel.Run`."""
     options = dict(spec)
     arch = options.pop("arch")
     config, label = _cell(name, base_config, t, a, seed)
-    return parallel.Run(arch, config, with_teacher=t is not None, label=label, **options)
+    return parallel.Run(arch, config, teacher=None if t is None else teacher, label=label, **options)
 
 
 def run_grid(
@@ -407,8 +408,8 @@ def run_grid(
             jobs += [(name, t, a, seed) for a in distil_alphas for t in temps]
 
     if use_cache:
-        parallel.train_runs(data, [_grid_run(name, specs[name], base_config, t, a, seed) for name, t, a, seed in jobs],
-                            teacher, workers, progress)
+        parallel.train_runs(data, [_grid_run(name, specs[name], base_config, teacher, t, a, seed)
+                                   for name, t, a, seed in jobs], workers, progress)
     bar = progress_bar(len(jobs), "grid", progress=progress, leave=True)
     rows: list[SweepRow] = []
     inits: dict[tuple[str, int], str] = {}

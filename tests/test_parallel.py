@@ -32,20 +32,19 @@ def test_two_processes_store_the_weights_one_process_would_train_and_leave_diver
         digits, tmp_path, monkeypatch):
     teacher = train_model("mlp", digits, CONFIG.replace(seed=7), use_cache=False, progress=False, hidden=(32,))
     runs = [Run("mlp", CONFIG.replace(seed=s), label=f"seed {s}", **SMALL) for s in (0, 1)]
-    runs.append(Run("mlp", CONFIG.replace(seed=0, loss="distillation"), with_teacher=True, **SMALL))
+    runs.append(Run("mlp", CONFIG.replace(seed=0, loss="distillation"), teacher=teacher, **SMALL))
     diverging = Run("mlp", CONFIG.replace(seed=2, weight_decay=1e10), **SMALL)  # finite, explodes the weights
 
     use_cache(monkeypatch, tmp_path / "parallel")
-    assert parallel.train_runs(digits, runs + [diverging, runs[0]], teacher, workers=2) == 3
-    assert parallel.pending(digits, runs + [diverging], teacher) == [diverging]  # it was not stored
-    loaded = [train_model(r.arch, digits, r.config, teacher=teacher if r.with_teacher else None, **r.options)
-              for r in runs]
+    assert parallel.train_runs(digits, runs + [diverging, runs[0]], workers=2) == 3
+    assert parallel.pending(digits, runs + [diverging]) == [diverging]  # it was not stored
+    loaded = [r.train(digits) for r in runs]
     assert all(t.cached for t in loaded)
     with pytest.raises(TrainingDivergedError):  # the caller meets the divergence itself
         train_model("mlp", digits, diverging.config, **SMALL)
 
     use_cache(monkeypatch, tmp_path / "serial")
-    serial = [train_model(r.arch, digits, r.config, teacher=teacher if r.with_teacher else None, **r.options)
+    serial = [train_model(r.arch, digits, r.config, teacher=teacher if r.teacher is not None else None, **r.options)
               for r in runs]
     for a, b in zip(loaded, serial, strict=True):
         assert a.key == b.key and not b.cached
@@ -98,7 +97,7 @@ def test_one_worker_or_one_run_trains_nothing_here(digits, cache_folder):
 def test_pending_runs_are_those_whose_key_is_not_in_the_cache(digits, cache_folder):
     trained = train_model("mlp", digits, CONFIG, **SMALL)
     runs = [Run("mlp", CONFIG, **SMALL), Run("mlp", CONFIG.replace(seed=1), **SMALL)]
-    assert model_key("mlp", digits, CONFIG, **SMALL) == trained.key
+    assert model_key("mlp", digits, CONFIG, **SMALL) == runs[0].key(digits) == trained.key
     assert parallel.pending(digits, runs) == runs[1:]
 
 
@@ -125,8 +124,8 @@ def test_the_workers_variable_sets_the_default(monkeypatch):
 def test_runs_are_checked_before_any_process_starts(digits):
     with pytest.raises(TypeError, match="runs must hold labkd.parallel.Run items"):
         parallel.train_runs(digits, [("mlp", CONFIG)], workers=2)
-    with pytest.raises(ValueError, match="learns from the teacher, but teacher is None"):
-        parallel.train_runs(digits, [Run("mlp", CONFIG.replace(loss="distillation"), with_teacher=True)], workers=2)
+    with pytest.raises(TypeError, match="teacher must be a trained model"):
+        Run("mlp", CONFIG, teacher="the big one")
     with pytest.raises(TypeError, match="config must be a labkd.TrainConfig"):
         Run("mlp", {"epochs": 1})
     with pytest.raises(TypeError, match="data must be a labkd Data"):
@@ -145,8 +144,8 @@ def test_a_run_that_fails_in_a_worker_is_left_to_the_caller_with_a_warning(digit
     # a guided layer the model does not have: the worker fails, the caller's own call names the error
     bad = CONFIG.replace(loss="hint", hint_layer="fc1", guided_layer="fc9")
     teacher = train_model("mlp", digits, CONFIG.replace(seed=7), use_cache=False, progress=False, hidden=(32,))
-    runs = [Run("mlp", bad, with_teacher=True, **SMALL), Run("mlp", bad.replace(seed=1), with_teacher=True, **SMALL)]
+    runs = [Run("mlp", bad, teacher=teacher, **SMALL), Run("mlp", bad.replace(seed=1), teacher=teacher, **SMALL)]
     with pytest.warns(RuntimeWarning, match=r"training in 2 processes stopped \(.*\); the 2 runs left train in this process"):
-        assert parallel.train_runs(digits, runs, teacher, workers=2) == 0
+        assert parallel.train_runs(digits, runs, workers=2) == 0
     with pytest.raises(ValueError, match="guided_layer"):
         train_model("mlp", digits, bad, teacher=teacher, **SMALL)
