@@ -86,12 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--jobs", type=int, default=1, metavar="N",
-                     help="run N notebooks at once, one CPU thread each (default 1; 2 suits a 2-core laptop)")
+                     help="run N notebooks at once, one CPU thread each (default 1; 2 suits a 2-core laptop); "
+                          "in full mode each notebook trains its grids in cores/N processes (LABKD_WORKERS wins)")
     run.set_defaults(handler=cmd_run)
 
     warm = commands.add_parser("warm", help="train every model the course needs (full mode), without reports")
     warm.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="only these notebooks (default: all)")
-    warm.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks at once (default 1; 2 on 2 cores)")
+    warm.add_argument("--jobs", type=int, default=1, metavar="N",
+                      help="notebooks at once (default 1; 2 on 2 cores); each trains its grids in cores/N processes")
     warm.add_argument("--no-progress", action="store_true", help="no progress bar")
     warm.set_defaults(handler=cmd_warm)
 
