@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from labkd import crd, feature_losses, losses, metrics, stats
+from labkd import crd, feature_losses, losses, metrics, parallel, stats
 from labkd.checks import check_positive_int, check_seeds
 from labkd.data import Data, Split
 from labkd.experiments import Trained, train_model
@@ -348,12 +348,20 @@ def train_student(data: Data, teacher: nn.Module | Trained, method: str, config:
     """The student trained by ``method`` (a key of :data:`METHODS`) with the recipe ``config``
     (seed included) and ``settings`` (T, α, β; see :meth:`Method.config`); cached. Every method of
     one seed starts from the same weights and sees the same batches."""
+    run = student_run(data, teacher, method, config, settings, beta)
+    return train_model(run.arch, data, run.config, teacher=run.teacher, progress=progress, label=run.label, **run.options)
+
+
+def student_run(data: Data, teacher: nn.Module | Trained, method: str, config: TrainConfig,
+                settings: Mapping[str, float] | None = None, beta: float | None = None) -> parallel.Run:
+    """The cached run behind :func:`train_student` (to train several at once with
+    :func:`labkd.parallel.train_runs`)."""
     m = METHODS[check_methods([method])[0]]
     cfg = m.config(config, settings, beta=beta)
     described = ", ".join(f"{k}={v:g}" for k, v in (settings or {}).items()) or "defaults"
-    return train_model(STUDENT_ARCH, data, cfg, teacher=None if cfg.loss == "cross_entropy" else teacher,
-                       progress=progress, label=f"taxonomy lesson: student {method} ({described}) seed={cfg.seed} "
-                                            f"on {data.name}, {len(data.train)} images", **STUDENT_OPTIONS)
+    return parallel.Run(STUDENT_ARCH, cfg, teacher=None if cfg.loss == "cross_entropy" else teacher,
+                        label=f"taxonomy lesson: student {method} ({described}) seed={cfg.seed} "
+                              f"on {data.name}, {len(data.train)} images", **STUDENT_OPTIONS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,6 +418,8 @@ def select_settings(data: Data, teacher: nn.Module | Trained, run: Plan,
             raise ValueError(f"grid has no settings for method {method!r}; give at least one (e.g. {{}})")
         inherited = chosen.get(METHODS[method].inherits, {}) if METHODS[method].inherits else {}
         options = [{**inherited, **o} for o in options]
+        parallel.train_runs(data, [student_run(data, teacher, method, run.student.replace(seed=seed), settings)
+                                   for settings in options for seed in run.dev_seeds], progress=progress)
         means = []
         for settings in options:
             values = []
@@ -511,6 +521,8 @@ def train_students(data: Data, teacher: nn.Module | Trained, methods: Sequence[s
     teacher_model = model_of(teacher)
     teacher_test = metrics.predict_logits(teacher_model, test.x)
     x_probe = test.x[:n_probe]
+    parallel.train_runs(data, [student_run(data, teacher, method, config.replace(seed=seed), settings.get(method, {}))
+                               for seed in seeds for method in methods], progress=progress)
     rows = []
     for seed in seeds:
         start = build_student(data, seed=seed)

@@ -256,6 +256,21 @@ def test_rows_pair_the_methods_of_each_seed(rows, students, teacher, digits):
     assert rows[-1]["setting"] == "β=2"
 
 
+def test_the_methods_trained_in_two_processes_give_the_rows_of_one(rows, students, teacher, digits, tmp_path,
+                                                                    monkeypatch):
+    settings = {"KD": {"temperature": 4.0, "alpha": 0.9}, "AT": {"feature_weight": 2.0}}
+    monkeypatch.setenv("LABKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LABKD_WORKERS", "2")
+    two = taxonomy.train_students(students, teacher, ["labels only", "KD", "AT"], [100, 101], FAST.student,
+                                  settings, test=digits.test, n_probe=64, progress=False)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 6  # trained by the workers under the same keys
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in two] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    run = taxonomy.student_run(students, teacher, "AT", FAST.student.replace(seed=101), settings["AT"])
+    assert run.key(students) == taxonomy.train_student(students, teacher, "AT", FAST.student.replace(seed=101),
+                                                       settings["AT"]).key
+
+
 def test_claims_summary_and_findings(rows, teacher, digits):
     found = taxonomy_results.claims(rows)
     assert [c.treatment for c in found] == ["KD", "AT"]  # RKD was not run: its claim is left out
