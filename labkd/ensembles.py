@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from labkd import metrics, stats
+from labkd import metrics, parallel, stats
 from labkd.checks import check_config, check_hidden, check_positive_int, check_seeds
 from labkd.data import Data
-from labkd.experiments import Trained, train_model
+from labkd.experiments import Trained
 from labkd.losses import ENSEMBLE_METHODS, check_alpha, check_temperature, ensemble_logits, ensemble_probs
 from labkd.progress import RunProgress
 from labkd.recipes import Recipes
@@ -211,11 +211,13 @@ def train_ensemble(data: Data, seeds: Sequence[int], config: TrainConfig, hidden
     seeds = check_seeds(seeds)
     hidden = check_hidden(hidden)
     check_config(config, "config", loss="cross_entropy")
+    planned = [parallel.Run("mlp", config.replace(seed=s), hidden=hidden, label=f"ensemble member {hidden} seed={s} on {data.name}")
+               for s in seeds]
+    parallel.train_runs(data, planned, progress=progress)
     runs = RunProgress(len(seeds), "ensemble members", progress, None)
     members, train_logits, val_logits, test_logits, rows = [], [], [], [], []
-    for s in seeds:
-        trained = train_model("mlp", data, config.replace(seed=s), hidden=hidden, progress=False,
-                              label=f"ensemble member {hidden} seed={s} on {data.name}")
+    for s, run in zip(seeds, planned, strict=True):
+        trained = run.train(data)
         members.append(trained)
         train_logits.append(metrics.predict_logits(trained.model, data.train.x))
         val = metrics.predict_logits(trained.model, data.val.x)
@@ -280,16 +282,17 @@ def distil_ensemble(data: Data, ensemble: Ensemble, config: TrainConfig, seeds: 
     methods = _check_methods(methods)
     if ensemble.data.spec != data.spec:
         raise ValueError("data must be the data the ensemble was trained on (its spec differs)")
-    runs = RunProgress(len(seeds) * len(methods), "distilled students", progress, None)
+    planned = [(s, m, parallel.Run("mlp", config.replace(seed=s), teacher_logits=ensemble.targets(m, config.temperature),
+                                   hidden=ensemble.hidden,
+                                   label=f"student of a {ensemble.size}-member {m} ensemble T={config.temperature:g} seed={s}"))
+               for s in seeds for m in methods]
+    parallel.train_runs(data, [run for _, _, run in planned], progress=progress)
+    runs = RunProgress(len(planned), "distilled students", progress, None)
     rows = []
-    for s in seeds:
-        for m in methods:
-            trained = train_model("mlp", data, config.replace(seed=s), teacher_logits=ensemble.targets(m, config.temperature),
-                                  hidden=ensemble.hidden, progress=False,
-                                  label=f"student of a {ensemble.size}-member {m} ensemble T={config.temperature:g} seed={s}")
-            row = _student_row(data, trained, -1, DISTILLED, m, config.temperature, ensemble)
-            rows.append({"model": f"distilled ({m})", **row})
-            runs.step(f"{m}, seed {s}")
+    for s, m, run in planned:
+        row = _student_row(data, run.train(data), -1, DISTILLED, m, config.temperature, ensemble)
+        rows.append({"model": f"distilled ({m})", **row})
+        runs.step(f"{m}, seed {s}")
     runs.close()
     return rows
 
@@ -330,16 +333,16 @@ def run_group(data: Data, group: int, members: int = MEMBERS, temperatures: Sequ
         rows.append({"group": group, "arm": ENSEMBLE, "method": m, "temperature": float("nan"), "seed": -1,
                      "val_acc": metrics.accuracy(val_p, data.val.y), "test_acc": metrics.accuracy(test_p, data.test.y),
                      "test_errors": metrics.error_count(test_p, data.test.y)})
-    labels = train_model("mlp", data, RECIPES("student", fast, seed=student_seed), hidden=hidden, progress=False,
-                         label=f"labels-only student {hidden} seed={student_seed} on {data.name}")
-    rows.append(_student_row(data, labels, group, LABELS, "", float("nan")))
-    for t in temperatures:
-        for m in methods:
-            config = RECIPES("distilled", fast, seed=student_seed, temperature=float(t), alpha=float(alpha))
-            trained = train_model("mlp", data, config, teacher_logits=ens.targets(m, t),
-                                  hidden=hidden, progress=False,
-                                  label=f"student of group {group}'s {m} ensemble T={t:g} seed={student_seed}")
-            rows.append(_student_row(data, trained, group, DISTILLED, m, t, ens))
+    labels = parallel.Run("mlp", RECIPES("student", fast, seed=student_seed), hidden=hidden,
+                          label=f"labels-only student {hidden} seed={student_seed} on {data.name}")
+    students = [(t, m, parallel.Run("mlp", RECIPES("distilled", fast, seed=student_seed, temperature=float(t),
+                                                   alpha=float(alpha)),
+                                    teacher_logits=ens.targets(m, t), hidden=hidden,
+                                    label=f"student of group {group}'s {m} ensemble T={t:g} seed={student_seed}"))
+                for t in temperatures for m in methods]
+    parallel.train_runs(data, [labels] + [run for _, _, run in students], progress=progress)
+    rows.append(_student_row(data, labels.train(data), group, LABELS, "", float("nan")))
+    rows += [_student_row(data, run.train(data), group, DISTILLED, m, t, ens) for t, m, run in students]
     return Group(group, ens, rows)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from labkd import cache
 from labkd.data import Data
@@ -39,17 +39,19 @@ WORKERS_ENV = "LABKD_WORKERS"
 @dataclass(frozen=True)
 class Run:
     """One :func:`~labkd.experiments.train_model` call: ``arch``, ``config``, the teacher it learns
-    from (``None``: labels only; a ``Trained`` is kept as its model, which carries its cache key),
-    a label for the cache, and the model options (``hidden=...``)."""
+    from (``None``: labels only; a ``Trained`` is kept as its model, which carries its cache key)
+    or its precomputed ``teacher_logits`` (N, classes), a label for the cache, and the model
+    options (``hidden=...``)."""
 
     arch: str
     config: TrainConfig
     teacher: nn.Module | None = None
+    teacher_logits: Tensor | None = None
     label: str = ""
     options: Mapping = field(default_factory=dict)
 
     def __init__(self, arch: str, config: TrainConfig, *, teacher: nn.Module | Trained | None = None,
-                 label: str = "", **options) -> None:
+                 teacher_logits: Tensor | None = None, label: str = "", **options) -> None:
         if not isinstance(arch, str) or not arch:
             raise TypeError(f"arch must be an architecture name (a non-empty str), got {arch!r}")
         if not isinstance(config, TrainConfig):
@@ -60,17 +62,19 @@ class Run:
         object.__setattr__(self, "arch", arch)
         object.__setattr__(self, "config", config)
         object.__setattr__(self, "teacher", teacher.model if isinstance(teacher, Trained) else teacher)
+        object.__setattr__(self, "teacher_logits", teacher_logits)
         object.__setattr__(self, "label", str(label))
         object.__setattr__(self, "options", dict(options))
 
     def key(self, data: Data) -> str:
         """The cache key of this run's model on ``data``."""
-        return model_key(self.arch, data, self.config, teacher=self.teacher, **self.options)
+        return model_key(self.arch, data, self.config, teacher=self.teacher, teacher_logits=self.teacher_logits,
+                         **self.options)
 
     def train(self, data: Data) -> Trained:
         """Train it here (or load it from the cache)."""
-        return train_model(self.arch, data, self.config, teacher=self.teacher, progress=False, label=self.label,
-                           **self.options)
+        return train_model(self.arch, data, self.config, teacher=self.teacher, teacher_logits=self.teacher_logits,
+                           progress=False, label=self.label, **self.options)
 
 
 def check_workers(workers: object) -> int:

@@ -149,3 +149,16 @@ def test_a_run_that_fails_in_a_worker_is_left_to_the_caller_with_a_warning(digit
         assert parallel.train_runs(digits, runs, workers=2) == 0
     with pytest.raises(ValueError, match="guided_layer"):
         train_model("mlp", digits, bad, teacher=teacher, **SMALL)
+
+
+def test_runs_on_precomputed_teacher_logits_train_alike_in_two_processes(digits, tmp_path, monkeypatch):
+    logits = torch.randn(len(digits.train), 10, generator=torch.Generator().manual_seed(0)) * 3
+    config = CONFIG.replace(loss="distillation", temperature=2.0)
+    runs = [Run("mlp", config.replace(seed=s), teacher_logits=logits, **SMALL) for s in (0, 1)]
+    use_cache(monkeypatch, tmp_path / "parallel")
+    assert parallel.train_runs(digits, runs, workers=2) == 2
+    loaded = [r.train(digits) for r in runs]
+    use_cache(monkeypatch, tmp_path / "serial")
+    serial = [train_model("mlp", digits, r.config, teacher_logits=logits, **SMALL) for r in runs]
+    assert all(a.cached and not b.cached and a.key == b.key and same_weights(a.model, b.model)
+               for a, b in zip(loaded, serial, strict=True))
