@@ -85,6 +85,9 @@ class TrainConfig:
     #: weight vector (a row of a linear layer, a filter of a convolution) is scaled down to L2 norm
     #: at most ``max_norm``. ``None``: no constraint.
     max_norm: float | None = None
+    #: gradient-norm clipping (Pascanu et al. 2013, §3.2): before every step, the gradient of all
+    #: trained parameters together is scaled down to L2 norm at most ``clip_norm``. ``None``: no clipping.
+    clip_norm: float | None = None
     #: hyper-parameters of an objective that the fields above do not cover, by name (each
     #: objective lists the ones it reads in ``Objective.defaults``); empty: left out of cache keys.
     objective_options: dict = field(default_factory=dict, hash=False)
@@ -99,6 +102,9 @@ class TrainConfig:
         if self.max_norm is not None and (isinstance(self.max_norm, bool) or not isinstance(self.max_norm, (int, float))
                                           or not math.isfinite(self.max_norm) or self.max_norm <= 0):
             raise ValueError(f"max_norm must be None or a finite number > 0, got {self.max_norm!r}")
+        if self.clip_norm is not None and (isinstance(self.clip_norm, bool) or not isinstance(self.clip_norm, (int, float))
+                                           or not math.isfinite(self.clip_norm) or self.clip_norm <= 0):
+            raise ValueError(f"clip_norm must be None or a finite number > 0, got {self.clip_norm!r}")
         if self.kd_epochs is not None:
             _positive_int(self.kd_epochs, "kd_epochs")
             if self.kd_epochs > self.epochs:
@@ -427,6 +433,8 @@ def train_loop(
                 guard.check(loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if config.clip_norm is not None:
+                    nn.utils.clip_grad_norm_(params, config.clip_norm)
                 optimizer.step()
                 if config.max_norm is not None:
                     for module in constrained:
