@@ -99,12 +99,8 @@ class TrainConfig:
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
                 or not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be an integer in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
-        if self.max_norm is not None and (isinstance(self.max_norm, bool) or not isinstance(self.max_norm, (int, float))
-                                          or not math.isfinite(self.max_norm) or self.max_norm <= 0):
-            raise ValueError(f"max_norm must be None or a finite number > 0, got {self.max_norm!r}")
-        if self.clip_norm is not None and (isinstance(self.clip_norm, bool) or not isinstance(self.clip_norm, (int, float))
-                                           or not math.isfinite(self.clip_norm) or self.clip_norm <= 0):
-            raise ValueError(f"clip_norm must be None or a finite number > 0, got {self.clip_norm!r}")
+        _optional_norm(self.max_norm, "max_norm")
+        _optional_norm(self.clip_norm, "clip_norm")
         if self.kd_epochs is not None:
             _positive_int(self.kd_epochs, "kd_epochs")
             if self.kd_epochs > self.epochs:
@@ -156,6 +152,13 @@ _FIELD_DEFAULTS = {f.name: {} if f.default_factory is dict else f.default for f 
 def _positive_int(value: int, argument: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+
+
+def _optional_norm(value: float | None, argument: str) -> None:
+    """``None`` or a finite number > 0 (a norm bound: ``max_norm``, ``clip_norm``)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{argument} must be None or a finite number > 0, got {value!r}")
 
 
 @dataclass

@@ -361,6 +361,8 @@ def test_new_fields_at_their_defaults_leave_cache_keys_alone():
     ({"warmup_epochs": 5}, r"warmup_epochs must be an integer in \[0, epochs=5\), got 5"),
     ({"max_norm": 0}, r"max_norm must be None or a finite number > 0"),
     ({"max_norm": float("inf")}, r"max_norm must be None or a finite number > 0"),
+    ({"clip_norm": -1.0}, r"clip_norm must be None or a finite number > 0"),
+    ({"clip_norm": True}, r"clip_norm must be None or a finite number > 0"),
     ({"loss": "hint", "hint_layer": "fc1"}, r"loss='hint' needs hint_layer .* and guided_layer"),
 ])
 def test_bad_config(changes, pattern):
@@ -419,3 +421,17 @@ def test_same_seed_same_weights_whatever_the_callers_thread_count(digits):
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(weights(1), weights(2))
+
+
+def test_clip_norm_bounds_each_step(digits):
+    # one plain SGD step on the whole training set: the weights move by lr x the clipped gradient
+    def step_size(clip_norm):
+        model = build_model("mlp", digits.input_shape, 10, hidden=(16,), seed=0)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        config = TrainConfig(epochs=1, batch_size=len(digits.train), lr=1.0, momentum=0.0, schedule="constant",
+                             clip_norm=clip_norm, eval_every=1)
+        fit(model, digits, config, progress=False)
+        return float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm())
+
+    assert step_size(1e-3) == pytest.approx(1e-3, rel=1e-3)
+    assert step_size(None) > 10 * 1e-3
