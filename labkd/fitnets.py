@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from labkd import losses, stats
+from labkd import losses, parallel, stats
 from labkd.checks import check_positive_int
 from labkd.data import Data
 from labkd.experiments import Trained, train_model
@@ -348,6 +348,15 @@ def train_fitnet(
 def train_baseline(data: Data, method: str, config: TrainConfig, teacher: nn.Module | Trained | None = None,
                    student_arch: str = STUDENT, progress: bool | None = None, **model_options) -> Trained:
     """``"scratch"`` (labels only) or ``"KD"`` (distillation from ``teacher``), cached."""
+    run = baseline_run(data, method, config, teacher, student_arch, **model_options)
+    with threads():
+        return train_model(run.arch, data, run.config, teacher=run.teacher, progress=progress, label=run.label,
+                           **run.options)
+
+
+def baseline_run(data: Data, method: str, config: TrainConfig, teacher: nn.Module | Trained | None = None,
+                 student_arch: str = STUDENT, **model_options) -> parallel.Run:
+    """The cached run behind :func:`train_baseline`."""
     if method == "scratch":
         cfg = config.replace(loss="cross_entropy")
         teacher = None
@@ -357,10 +366,8 @@ def train_baseline(data: Data, method: str, config: TrainConfig, teacher: nn.Mod
         cfg = config.replace(loss="distillation")
     else:
         raise ValueError(f"method={method!r} is not a baseline; expected 'scratch' or 'KD'")
-    with threads():
-        return train_model(student_arch, data, cfg, teacher=teacher, progress=progress,
-                           label=f"FitNets lesson: {student_arch} {method} seed={cfg.seed} on {data.name}, "
-                                 f"{len(data.train)} images", **model_options)
+    return parallel.Run(student_arch, cfg, teacher=teacher, label=f"FitNets lesson: {student_arch} {method} "
+                        f"seed={cfg.seed} on {data.name}, {len(data.train)} images", **model_options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,17 +411,25 @@ def compare_methods(
         raise ValueError(f"methods must list some of {list(METHODS)}, got {methods!r}")
     for h, g in _hint_pairs(hint_layer, guided_layer):
         check_layers(teacher, h, g, student_arch, data.input_shape, data.num_classes, **model_options)
+    baselines = [m for m in METHODS[:2] if m in methods]
+    fitnets: dict[int, FitNetResult] = {}
+    # the baselines train in other processes (LABKD_WORKERS) while this one trains the FitNets' stages
+    with parallel.background(data, [baseline_run(data, m, config.replace(seed=seed), teacher, student_arch,
+                                                 **model_options) for seed in seeds for m in baselines]):
+        if "hints + KD" in methods:
+            for seed in seeds:
+                fitnets[seed] = train_fitnet(data, teacher, student_arch, hint_layer, guided_layer,
+                                             config.replace(seed=seed), stage1_epochs, progress=progress,
+                                             stage1_lr=stage1_lr, **model_options)
     rows = []
     for seed in seeds:
-        cfg = config.replace(seed=seed)
-        for method in [m for m in METHODS[:2] if m in methods]:
-            trained = train_baseline(data, method, cfg, teacher, student_arch, progress, **model_options)
+        for method in baselines:
+            trained = train_baseline(data, method, config.replace(seed=seed), teacher, student_arch, progress,
+                                     **model_options)
             rows.append(_row(method, seed, trained, trained.model, trained.seconds, 0))
-        if "hints + KD" not in methods:
-            continue
-        fitnet = train_fitnet(data, teacher, student_arch, hint_layer, guided_layer, cfg, stage1_epochs,
-                              progress=progress, stage1_lr=stage1_lr, **model_options)
-        rows.append(_row("hints + KD", seed, fitnet.stage2, fitnet.model, fitnet.seconds, stage1_epochs))
+        if seed in fitnets:
+            fitnet = fitnets[seed]
+            rows.append(_row("hints + KD", seed, fitnet.stage2, fitnet.model, fitnet.seconds, stage1_epochs))
     return rows
 
 

@@ -18,9 +18,10 @@ cores divided by the notebooks it runs at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -109,6 +110,31 @@ def pending(data: Data, runs: Sequence[Run]) -> list[Run]:
     return out
 
 
+def _todo(data: Data, runs: Sequence[Run], workers: int | None) -> tuple[int, list[Run]]:
+    """Checked ``workers`` (default :func:`default_workers`) and the pending runs."""
+    workers = default_workers() if workers is None else check_workers(workers)
+    if not isinstance(data, Data):
+        raise TypeError(f"data must be a labkd Data (from load_data), got {type(data).__name__}")
+    runs = list(runs)
+    for run in runs:
+        if not isinstance(run, Run):
+            raise TypeError(f"runs must hold labkd.parallel.Run items, got {type(run).__name__}")
+    return workers, pending(data, runs)
+
+
+def _pool(data: Data, processes: int):
+    """``processes`` spawned workers holding ``data`` (spawned: no forked copies of torch's thread pools)."""
+    import multiprocessing
+
+    cache.check_writable()
+    return multiprocessing.get_context("spawn").Pool(processes, initializer=_start_worker, initargs=(data,))
+
+
+def _stopped(error: Exception, processes: int, left: int) -> None:
+    warnings.warn(f"training in {processes} processes stopped ({type(error).__name__}: {error}); the "
+                  f"{left} runs left train in this process instead", RuntimeWarning, stacklevel=3)
+
+
 def train_runs(data: Data, runs: Sequence[Run], workers: int | None = None, progress: bool | None = None) -> int:
     """Train the ``runs`` not yet in the model cache in ``workers`` processes (default
     :func:`default_workers`) and store them there; return how many were trained here.
@@ -121,35 +147,57 @@ def train_runs(data: Data, runs: Sequence[Run], workers: int | None = None, prog
     notebook) that calls this must guard its top level with ``if __name__ == "__main__":``, as
     every use of spawned processes must.
     """
-    workers = default_workers() if workers is None else check_workers(workers)
-    if not isinstance(data, Data):
-        raise TypeError(f"data must be a labkd Data (from load_data), got {type(data).__name__}")
-    runs = list(runs)
-    for run in runs:
-        if not isinstance(run, Run):
-            raise TypeError(f"runs must hold labkd.parallel.Run items, got {type(run).__name__}")
-    todo = pending(data, runs)
+    workers, todo = _todo(data, runs, workers)
     if workers == 1 or len(todo) < 2:
         return 0
-    cache.check_writable()
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
-    bar = progress_bar(len(todo), f"training in {min(workers, len(todo))} processes", progress=progress, leave=False)
+    processes = min(workers, len(todo))
+    bar = progress_bar(len(todo), f"training in {processes} processes", progress=progress, leave=False)
     trained = 0
     try:
-        with context.Pool(min(workers, len(todo)), initializer=_start_worker, initargs=(data,)) as pool:
+        with _pool(data, processes) as pool:
             for outcome in pool.imap_unordered(_train, todo):
                 trained += outcome == "trained"
                 bar.update(1)
             pool.close()
             pool.join()
     except Exception as error:  # noqa: BLE001  (the caller's own calls train what is missing, or raise)
-        warnings.warn(f"training in {workers} processes stopped ({type(error).__name__}: {error}); the "
-                      f"{len(todo) - trained} runs left train in this process instead", RuntimeWarning, stacklevel=2)
+        _stopped(error, processes, len(todo) - trained)
     finally:
         bar.close()
     return trained
+
+
+@contextlib.contextmanager
+def background(data: Data, runs: Sequence[Run], workers: int | None = None) -> Iterator[None]:
+    """Train the ``runs`` not yet cached in ``workers - 1`` other processes while the block does
+    the work that cannot be split into runs (chains of runs, FitNets' stages) in this one; the
+    block's end waits for them. With one worker (the default unless ``LABKD_WORKERS`` says
+    otherwise) the block runs alone and the caller trains the runs afterwards, as usual.
+
+    >>> with background(data, baselines):              # the baselines train in another process
+    ...     chains = [train_chain(seed) for seed in seeds]
+    >>> rows = [run.train(data) for run in baselines]   # loaded from the cache
+
+    If the block raises, the other processes are stopped; a failed run is left to the caller
+    (a ``RuntimeWarning``, as in :func:`train_runs`).
+    """
+    workers, todo = _todo(data, runs, workers)
+    if workers == 1 or not todo:
+        yield
+        return
+    processes = min(workers - 1, len(todo))
+    pool = _pool(data, processes)
+    try:
+        result = pool.map_async(_train, todo)
+        yield
+        try:
+            result.get()
+        except Exception as error:  # noqa: BLE001  (the caller's own calls train what is missing, or raise)
+            _stopped(error, processes, sum(not cache.path_for(run.key(data)).exists() for run in todo))
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()
 
 
 _DATA: Data | None = None

@@ -196,6 +196,17 @@ def test_compare_methods_rows(data, teacher, config, fitnet) -> None:
             fitnets.compare_methods(data, teacher, [0], config, stage1_epochs=2, methods=bad)
 
 
+def test_baselines_trained_beside_the_fitnets_give_the_rows_of_one_process(data, teacher, config, tmp_path,
+                                                                           monkeypatch) -> None:
+    one = fitnets.compare_methods(data, teacher, [0, 1], config, stage1_epochs=2, progress=False)
+    monkeypatch.setenv("LABKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LABKD_WORKERS", "2")
+    two = fitnets.compare_methods(data, teacher, [0, 1], config, stage1_epochs=2, progress=False)
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in two] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in one]
+    assert fitnets.baseline_run(data, "KD", config.replace(seed=1), teacher).train(data).cached
+
+
 def test_every_method_starts_from_the_same_weights(data, config) -> None:
     a = fitnets.build_student(data.input_shape, data.num_classes, seed=config.seed)
     b = build_model(fitnets.STUDENT, data.input_shape, data.num_classes, seed=config.seed)

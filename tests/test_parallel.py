@@ -162,3 +162,21 @@ def test_runs_on_precomputed_teacher_logits_train_alike_in_two_processes(digits,
     serial = [train_model("mlp", digits, r.config, teacher_logits=logits, **SMALL) for r in runs]
     assert all(a.cached and not b.cached and a.key == b.key and same_weights(a.model, b.model)
                for a, b in zip(loaded, serial, strict=True))
+
+
+def test_background_trains_the_runs_while_the_block_works_and_waits_for_them(digits, cache_folder):
+    runs = [Run("mlp", CONFIG.replace(seed=s), **SMALL) for s in (0, 1)]
+    with parallel.background(digits, runs, workers=1):
+        pass
+    assert parallel.pending(digits, runs) == runs  # one worker: nothing in the background
+    with parallel.background(digits, runs, workers=2):
+        mine = train_model("mlp", digits, CONFIG.replace(seed=5), **SMALL)  # this process's own work
+    assert not mine.cached and parallel.pending(digits, runs) == []
+    assert all(r.train(digits).cached for r in runs)
+
+
+def test_background_stops_when_the_block_fails(digits, cache_folder):
+    runs = [Run("mlp", CONFIG.replace(seed=s), **SMALL) for s in (2, 3)]
+    with pytest.raises(KeyError, match="the block's own error"):
+        with parallel.background(digits, runs, workers=2):
+            raise KeyError("the block's own error")
