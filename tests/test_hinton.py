@@ -65,6 +65,31 @@ def test_paper_teacher_recipe():
     assert fast.epochs < full.epochs and fast.seed == 4 and fast.max_norm == full.max_norm
 
 
+def test_lesson06_teacher_is_its_own_cache_entry(data):
+    from labkd import models, zoo
+    from labkd.experiments import model_key
+
+    recipe = zoo.RECIPES("lesson06_teacher", False)
+    assert recipe.jitter > 0 and zoo.RECIPES("lesson06_teacher", True).epochs < recipe.epochs
+    assert zoo.LESSON06_TEACHER_MODEL and set(zoo.LESSON06_TEACHER_MODEL) <= set(models.PRESETS["hinton_teacher"])
+    standard = model_key("hinton_teacher", data, zoo.RECIPES("teacher", False))
+    assert model_key("hinton_teacher", data, recipe, **zoo.LESSON06_TEACHER_MODEL) != standard, \
+        "lesson 06's teacher must not share (or replace) the standard teacher's cache entry"
+    assert zoo.RECIPES["teacher"] == TrainConfig(epochs=100, batch_size=128, lr=0.05, jitter=2), \
+        "the standard teacher's recipe (lessons 01, 02, 07-12) is unchanged"
+
+
+def test_teacher_words():
+    from labkd import zoo
+
+    words = hinton.teacher_words()
+    dropout = zoo.LESSON06_TEACHER_MODEL["dropout"]
+    assert f"{dropout * 100:g} % on the hidden units" in words and f"±{zoo.RECIPES['lesson06_teacher'].jitter} px" in words
+    assert ("no max-norm" in words) == (zoo.RECIPES["lesson06_teacher"].max_norm is None)
+    with pytest.raises(TypeError, match="fast"):
+        hinton.teacher_words("yes")
+
+
 def test_all_training_images(data):
     full = hinton.all_training_images(data)
     assert len(full.train) == len(data.train) + len(data.val)
