@@ -31,14 +31,15 @@ def main() -> None:
     from labkd import TrainConfig, load_data, sweeps, train_model
 
     data = load_data("mnist").subset(n_train=args.images, n_val=1000, n_test=2000)
-    config = TrainConfig(epochs=args.epochs, batch_size=256, lr=0.1, seed=100)
-    teacher = train_model("mlp", data, config.replace(epochs=1), hidden=(256, 256), progress=False)
+    config = TrainConfig(epochs=args.epochs, batch_size=256, lr=0.1, warmup_epochs=1, seed=100)  # lesson 06's students
+    teacher = train_model("mlp", data, config.replace(epochs=1, warmup_epochs=0), hidden=(256, 256), progress=False)
     start = time.perf_counter()
     grid = sweeps.run_grid(data, teacher, "hinton_student", [4.0], [0.9], seeds=args.seeds, base_config=config,
                            progress=False, workers=args.workers)
     seconds = time.perf_counter() - start
     for row in grid.rows:
-        print(f"T={row.temperature} seed={row.seed} test_acc={row.history[-1]['test_acc']:.4f}")
+        print(f"T={row.temperature} seed={row.seed} " + (f"test_acc={row.history[-1]['test_acc']:.4f}" if row.history
+                                                        else "diverged"))
     print(f"grid of {len(grid.rows)} runs in {seconds:.1f} s with {args.workers} worker(s)")
 
 
