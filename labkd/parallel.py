@@ -37,12 +37,13 @@ from labkd.train import TrainConfig, TrainingDivergedError
 WORKERS_ENV = "LABKD_WORKERS"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Run:
     """One :func:`~labkd.experiments.train_model` call: ``arch``, ``config``, the teacher it learns
     from (``None``: labels only; a ``Trained`` is kept as its model, which carries its cache key)
     or its precomputed ``teacher_logits`` (N, classes), a label for the cache, and the model
-    options (``hidden=...``)."""
+    options (``hidden=...``). Two runs are the same model when their :meth:`key` is (``==`` is
+    identity: comparing tensors field by field has no single truth value)."""
 
     arch: str
     config: TrainConfig
