@@ -348,10 +348,8 @@ def train_fitnet(
 def train_baseline(data: Data, method: str, config: TrainConfig, teacher: nn.Module | Trained | None = None,
                    student_arch: str = STUDENT, progress: bool | None = None, **model_options) -> Trained:
     """``"scratch"`` (labels only) or ``"KD"`` (distillation from ``teacher``), cached."""
-    run = baseline_run(data, method, config, teacher, student_arch, **model_options)
     with threads():
-        return train_model(run.arch, data, run.config, teacher=run.teacher, progress=progress, label=run.label,
-                           **run.options)
+        return baseline_run(data, method, config, teacher, student_arch, **model_options).train(data, progress)
 
 
 def baseline_run(data: Data, method: str, config: TrainConfig, teacher: nn.Module | Trained | None = None,

@@ -73,10 +73,10 @@ class Run:
         return model_key(self.arch, data, self.config, teacher=self.teacher, teacher_logits=self.teacher_logits,
                          **self.options)
 
-    def train(self, data: Data) -> Trained:
+    def train(self, data: Data, progress: bool | None = False) -> Trained:
         """Train it here (or load it from the cache)."""
         return train_model(self.arch, data, self.config, teacher=self.teacher, teacher_logits=self.teacher_logits,
-                           progress=False, label=self.label, **self.options)
+                           progress=progress, label=self.label, **self.options)
 
 
 def check_workers(workers: object) -> int:
@@ -112,7 +112,8 @@ def pending(data: Data, runs: Sequence[Run]) -> list[Run]:
 
 
 def _todo(data: Data, runs: Sequence[Run], workers: int | None) -> tuple[int, list[Run]]:
-    """Checked ``workers`` (default :func:`default_workers`) and the pending runs."""
+    """Checked ``workers`` (default :func:`default_workers`) and the pending runs (none looked up
+    with one worker: a key costs a model build, and the caller trains the runs itself anyway)."""
     workers = default_workers() if workers is None else check_workers(workers)
     if not isinstance(data, Data):
         raise TypeError(f"data must be a labkd Data (from load_data), got {type(data).__name__}")
@@ -120,7 +121,7 @@ def _todo(data: Data, runs: Sequence[Run], workers: int | None) -> tuple[int, li
     for run in runs:
         if not isinstance(run, Run):
             raise TypeError(f"runs must hold labkd.parallel.Run items, got {type(run).__name__}")
-    return workers, pending(data, runs)
+    return workers, (pending(data, runs) if workers > 1 else [])
 
 
 def _pool(data: Data, processes: int):

@@ -348,8 +348,7 @@ def train_student(data: Data, teacher: nn.Module | Trained, method: str, config:
     """The student trained by ``method`` (a key of :data:`METHODS`) with the recipe ``config``
     (seed included) and ``settings`` (T, α, β; see :meth:`Method.config`); cached. Every method of
     one seed starts from the same weights and sees the same batches."""
-    run = student_run(data, teacher, method, config, settings, beta)
-    return train_model(run.arch, data, run.config, teacher=run.teacher, progress=progress, label=run.label, **run.options)
+    return student_run(data, teacher, method, config, settings, beta).train(data, progress)
 
 
 def student_run(data: Data, teacher: nn.Module | Trained, method: str, config: TrainConfig,

@@ -31,11 +31,12 @@ from labkd.train import TrainConfig
 #:   hidden dropout), which beat the standard teacher and the same net without max-norm on the validation
 #:   split (``labkd.hinton.VALIDATION_RUNS``). Its own name and model options, so the standard teacher's
 #:   cache entry (lessons 01, 02, 07–12) is untouched.
+_MAX_NORM_TEACHER = TrainConfig(epochs=100, batch_size=128, lr=0.05, warmup_epochs=2, max_norm=3.5, jitter=2)
 RECIPES = Recipes({
     "teacher": TrainConfig(epochs=100, batch_size=128, lr=0.05, jitter=2),
     "student": TrainConfig(epochs=15, batch_size=128, lr=0.05),
-    "paper_teacher": TrainConfig(epochs=100, batch_size=128, lr=0.05, warmup_epochs=2, max_norm=3.5, jitter=2),
-    "lesson06_teacher": TrainConfig(epochs=100, batch_size=128, lr=0.05, warmup_epochs=2, max_norm=3.5, jitter=2),
+    "paper_teacher": _MAX_NORM_TEACHER,
+    "lesson06_teacher": _MAX_NORM_TEACHER,  # the same recipe; the model differs (LESSON06_TEACHER_MODEL)
 }, fast={"teacher": {"epochs": 2}, "student": {"epochs": 2}, "paper_teacher": {"epochs": 1, "warmup_epochs": 0},
          "lesson06_teacher": {"epochs": 2, "warmup_epochs": 1}})
 #: ``hinton_teacher``'s options for lesson 06's teacher: 30 % dropout on the hidden units instead of the
