@@ -50,20 +50,24 @@ def mnist_teacher(data: Data, fast: bool = False, seed: int = 0, progress: bool 
                        label=f"standard teacher (hinton_teacher) seed={seed} on {data.name}{' fast' if fast else ''}")
 
 
+def _max_norm_teacher(data: Data, recipe: str, name: str, fast: bool, seed: int, progress: bool | None,
+                      **options) -> Trained:
+    """``hinton_teacher`` with ``options`` trained with ``RECIPES[recipe]``, labelled ``name`` in the cache."""
+    where = " (all training images)" if data.spec.get("all_training") else ""
+    return train_model("hinton_teacher", data, RECIPES(recipe, fast, seed=seed), progress=progress,
+                       label=f"{name} seed={seed} on {data.name}{where}{' fast' if fast else ''}", **options)
+
+
 def mnist_paper_teacher(data: Data, fast: bool = False, seed: int = 0, progress: bool | None = None) -> Trained:
     """The max-norm teacher tried for lesson 06: ``hinton_teacher`` (784-1200-1200-10, dropout 0.5,
     input dropout 0.2) with ``RECIPES["paper_teacher"]`` (max-norm, jitter, warm-up then cosine)."""
-    return train_model("hinton_teacher", data, RECIPES("paper_teacher", fast, seed=seed), progress=progress,
-                       label=f"lesson 06 paper-style teacher (hinton_teacher, max-norm) seed={seed} on {data.name}"
-                             f"{' (all training images)' if data.spec.get('all_training') else ''}{' fast' if fast else ''}")
+    return _max_norm_teacher(data, "paper_teacher", "lesson 06 paper-style teacher (hinton_teacher, max-norm)",
+                             fast, seed, progress)
 
 
 def mnist_lesson06_teacher(data: Data, fast: bool = False, seed: int = 0, progress: bool | None = None) -> Trained:
     """Lesson 06's teacher: ``hinton_teacher`` (784-1200-1200-10, input dropout 0.2) with
     :data:`LESSON06_TEACHER_MODEL` (hidden dropout 0.3), trained with ``RECIPES["lesson06_teacher"]``
     (max-norm, ±2-pixel jitter, warm-up then cosine)."""
-    return train_model("hinton_teacher", data, RECIPES("lesson06_teacher", fast, seed=seed), progress=progress,
-                       label=f"lesson 06 teacher (hinton_teacher, hidden dropout {LESSON06_TEACHER_MODEL['dropout']:g}) "
-                             f"seed={seed} on {data.name}"
-                             f"{' (all training images)' if data.spec.get('all_training') else ''}{' fast' if fast else ''}",
-                       **LESSON06_TEACHER_MODEL)
+    name = f"lesson 06 teacher (hinton_teacher, hidden dropout {LESSON06_TEACHER_MODEL['dropout']:g})"
+    return _max_norm_teacher(data, "lesson06_teacher", name, fast, seed, progress, **LESSON06_TEACHER_MODEL)
