@@ -27,9 +27,9 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from labkd import metrics, stats, sweeps
+from labkd import metrics, parallel, stats, sweeps
 from labkd.data import Data
-from labkd.experiments import Trained, train_model
+from labkd.experiments import Trained
 from labkd.losses import check_pair, check_temperature
 from labkd.progress import progress_bar
 from labkd.train import TrainConfig
@@ -192,7 +192,8 @@ def matching_study(data: Data, teacher: Trained, temperatures: Sequence[float], 
     (``loss="soft_target"``, the T²-scaled KL, no labels) at each temperature, for each seed; all
     students of a seed start from the same weights. Each soft-target student is compared with the
     logit-matching student of its seed on the test set: top-1 ``agreement`` and the correlation of
-    their zero-meaned logits. Default student: 300-300."""
+    their zero-meaned logits. Default student: 300-300. The students not in the cache yet train first
+    in ``LABKD_WORKERS`` processes (:mod:`labkd.parallel`; the same weights)."""
     _check_data(data)
     _check_trained(teacher, "teacher")
     _check_config(base_config)
@@ -205,6 +206,14 @@ def matching_study(data: Data, teacher: Trained, temperatures: Sequence[float], 
     (name, spec), = specs.items()
     spec = dict(spec)
     arch = spec.pop("arch")
+    def run(seed: int, t: float | None) -> parallel.Run:
+        if t is None:
+            return parallel.Run(arch, base_config.replace(loss="logit_matching", seed=seed), teacher=teacher,
+                                label=f"lesson 06 {name} logit matching seed={seed}", **spec)
+        return parallel.Run(arch, base_config.replace(loss="soft_target", temperature=t, alpha=1.0, seed=seed),
+                            teacher=teacher, label=f"lesson 06 {name} soft targets T={t:g} seed={seed}", **spec)
+
+    parallel.train_runs(data, [run(seed, t) for seed in seed_list for t in [None, *temps]], progress=progress)
     teacher_test = metrics.predict_logits(teacher.model, data.test.x)
     runs = progress_bar(len(seed_list) * (len(temps) + 1), "students", progress=progress, leave=True)
     models: dict[tuple[str, float | None, int], Trained] = {}
@@ -212,17 +221,14 @@ def matching_study(data: Data, teacher: Trained, temperatures: Sequence[float], 
     try:
         for seed in seed_list:
             runs.set_description(f"{name} logit matching seed {seed}")
-            lm = train_model(arch, data, base_config.replace(loss="logit_matching", seed=seed), teacher=teacher,
-                             progress=False, label=f"lesson 06 {name} logit matching seed={seed}", **spec)
+            lm = run(seed, None).train(data)
             runs.update(1)
             models[(LOGIT_MATCHING, None, seed)] = lm
             lm_logits = metrics.predict_logits(lm.model, data.test.x)
             lm_errors = metrics.error_count(lm_logits, data.test.y)
             for t in temps:
                 runs.set_description(f"{name} soft targets T={t:g} seed {seed}")
-                kd = train_model(arch, data, base_config.replace(loss="soft_target", temperature=t, alpha=1.0, seed=seed),
-                                 teacher=teacher, progress=False,
-                                 label=f"lesson 06 {name} soft targets T={t:g} seed={seed}", **spec)
+                kd = run(seed, t).train(data)
                 runs.update(1)
                 models[(SOFT_TARGETS, t, seed)] = kd
                 kd_logits = metrics.predict_logits(kd.model, data.test.x)
