@@ -104,6 +104,7 @@ def test_all_training_images(data):
 def test_validation_runs_are_tabulated():
     rows = hinton.validation_table()
     assert len(rows) == len(hinton.VALIDATION_RUNS)
+    assert all(isinstance(r["seed"], int) and r["seed"] >= 0 for r in rows)  # the development seed of each run
     assert {r["model"] for r in rows if r["decided"]} >= {"teacher", "800-800 distilled, T = 20"}
 
 
