@@ -206,7 +206,9 @@ def matching_study(data: Data, teacher: Trained, temperatures: Sequence[float], 
     (name, spec), = specs.items()
     spec = dict(spec)
     arch = spec.pop("arch")
+
     def run(seed: int, t: float | None) -> parallel.Run:
+        """The logit-matching student of ``seed`` (``t`` None), or its soft-target student at ``t``."""
         if t is None:
             return parallel.Run(arch, base_config.replace(loss="logit_matching", seed=seed), teacher=teacher,
                                 label=f"lesson 06 {name} logit matching seed={seed}", **spec)
