@@ -318,7 +318,6 @@ def test_matching_study(data, teacher, base):
     assert hinton.matching_figure(result).layout.annotations.__len__() == 2
 
 
-
 def test_matching_study_in_two_processes_gives_the_rows_of_one(data, teacher, base, tmp_path, monkeypatch):
     one = hinton.matching_study(data, teacher, [20, 1], [0], base, progress=False)
     monkeypatch.setenv("LABKD_CACHE", str(tmp_path / "cache"))
@@ -327,6 +326,7 @@ def test_matching_study_in_two_processes_gives_the_rows_of_one(data, teacher, ba
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 3  # trained by the workers under the same keys
     assert two.trained_now == 0 and two.rows == one.rows
     assert {k: m.key for k, m in two.models.items()} == {k: m.key for k, m in one.models.items()}
+
 
 def test_matching_claim_judges_paired_seeds():
     seeds = [100, 101, 102, 103, 104]
